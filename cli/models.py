@@ -1,0 +1,34 @@
+"""``python app.py models [list | download NAME]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from engine.models.manager import ModelManager, default_models_dir
+
+from cli.run import _ArgumentParser
+from engine.datadir import default_data_dir
+from engine.models import cli as models_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(prog="app.py models", description="List or download face models.")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--models-dir", type=Path, default=None)
+    sub = parser.add_subparsers(dest="action")
+    sub.add_parser("list", help="installed and downloadable models")
+    download = sub.add_parser("download", help="download a model (resumes, verifies checksum)")
+    download.add_argument("name")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    data_dir = args.data_dir or default_data_dir()
+    manager = ModelManager(args.models_dir or default_models_dir(data_dir))
+    if args.action == "download":
+        models_cli.download_model(manager, args.name)
+    else:
+        models_cli.list_models(manager)
+    return 0

@@ -1,0 +1,41 @@
+"""The face record every detector produces and every swapper consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Face:
+    """A detected face in frame pixel coordinates.
+
+    ``landmarks`` are five (x, y) points in template order: left eye, right
+    eye, nose tip, left mouth corner, right mouth corner (image left/right).
+    ``embedding`` is the recognizer's raw (not normalised) vector when a
+    recognizer ran, else ``None``.
+    """
+
+    box: np.ndarray  # float32 [x1, y1, x2, y2]
+    score: float
+    landmarks: np.ndarray  # float32 (5, 2)
+    embedding: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return float(max(0.0, x2 - x1) * max(0.0, y2 - y1))
+
+    @property
+    def normed_embedding(self) -> np.ndarray | None:
+        if self.embedding is None:
+            return None
+        return self.embedding / (np.linalg.norm(self.embedding) + 1e-12)
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "score": round(float(self.score), 4),
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+        }

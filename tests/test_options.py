@@ -1,0 +1,47 @@
+"""Options are validated up front: every bad value names the option and the rule."""
+
+import pytest
+
+from engine.errors import InvalidOptions
+from engine.options import options_to_dict, parse_options
+
+
+def test_defaults_are_valid():
+    parsed = parse_options({})
+    assert parsed.swap.swapper == "auto"
+    assert parsed.swap.selector == "one"
+    assert parsed.output.video_codec == "h264"
+
+
+def test_values_are_coerced_from_cli_strings():
+    parsed = parse_options({"mask_blur": "0.5", "crf": "20", "color_correction": "false"})
+    assert parsed.swap.mask_blur == 0.5
+    assert parsed.output.crf == 20
+    assert parsed.swap.color_correction is False
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"swapper": "deepfake9000"}, "swapper must be one of"),
+        ({"selector": "all"}, "selector must be one of"),
+        ({"mask_blur": 3}, "mask_blur must be between"),
+        ({"mask_blur": "soft"}, "'mask_blur' must be a number"),
+        ({"crf": 1.5}, "'crf' must be an integer"),
+        ({"quality": 0}, "quality must be an integer between"),
+        ({"trim_start": 5, "trim_end": 2}, "trim_end must be after trim_start"),
+        ({"colour": "red"}, "unknown option 'colour'"),
+        ({"selector": None}, "may not be null"),
+        ({"detect_every": True}, "'detect_every' must be an integer"),
+    ],
+)
+def test_bad_options_name_the_problem(options, fragment):
+    with pytest.raises(InvalidOptions, match=fragment.replace("(", r"\(")):
+        parse_options(options)
+
+
+def test_extra_keys_pass_through_and_round_trip():
+    parsed = parse_options({"priority": 5, "swapper": "classic"}, extra_keys=("priority",))
+    assert parsed.extra == {"priority": 5}
+    again = parse_options(options_to_dict(parsed), extra_keys=("priority",))
+    assert again == parsed
