@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.models.manager import ModelManager, default_models_dir
-
-from cli.run import _ArgumentParser
+from cli.args import ArgumentParser
 from engine.datadir import default_data_dir
 from engine.models import cli as models_cli
+from engine.models.manager import ModelManager, default_models_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="app.py models", description="List or download face models.")
+    parser = ArgumentParser(prog="app.py models", description="List or download face models.")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--models-dir", type=Path, default=None)
     sub = parser.add_subparsers(dest="action")

@@ -12,45 +12,59 @@ import json
 import sys
 from pathlib import Path
 
-from engine.models.manager import ModelManager, default_models_dir
 from tqdm import tqdm
 
+from cli.args import ArgumentParser
 from engine.datadir import default_data_dir
 from engine.devices import parse_devices
 from engine.errors import InvalidOptions
 from engine.jobrun import JobRequest, run_job
+from engine.models.manager import ModelManager, default_models_dir
 from engine.options import OutputOptions, SwapOptions
 from engine.pipeline import FaceEngine
 from engine.progress import Progress
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports usage errors through our error policy (exit 2, one line)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise InvalidOptions(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(prog="app.py run", description="Swap faces in one image or video.")
-    parser.add_argument("--source", action="append", required=True, type=Path,
-                        help="source face image (repeat for several photos of one person)")
+    parser = ArgumentParser(prog="app.py run", description="Swap faces in one image or video.")
+    parser.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        type=Path,
+        help="source face image (repeat for several photos of one person)",
+    )
     parser.add_argument("--target", required=True, type=Path, help="target image or video")
     parser.add_argument("--output", required=True, type=Path, help="output file")
-    parser.add_argument("--reference", type=Path, help="image of the face to replace (selector reference)")
-    parser.add_argument("--devices", default="cpu", help="device(s), e.g. cpu, cuda:0 or cuda:0,cuda:1")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads per model session (0 = auto)")
+    parser.add_argument(
+        "--reference", type=Path, help="image of the face to replace (selector reference)"
+    )
+    parser.add_argument(
+        "--devices", default="cpu", help="device(s), e.g. cpu, cuda:0 or cuda:0,cuda:1"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads per model session (0 = auto)"
+    )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--models-dir", type=Path, default=None)
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="keep finished video segments here so an interrupted run resumes")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep finished video segments here so an interrupted run resumes",
+    )
     parser.add_argument("--options", default=None, help="options as a JSON object (flags win)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     group = parser.add_argument_group("job options (same names as the API's options)")
     for spec in (*dataclasses.fields(SwapOptions), *dataclasses.fields(OutputOptions)):
         flag = "--" + spec.name.replace("_", "-")
-        group.add_argument(flag, dest=f"opt_{spec.name}", default=None, metavar=spec.name.upper(),
-                           help=f"default: {spec.default}")
+        group.add_argument(
+            flag,
+            dest=f"opt_{spec.name}",
+            default=None,
+            metavar=spec.name.upper(),
+            help=f"default: {spec.default}",
+        )
     return parser
 
 
@@ -83,8 +97,14 @@ class ProgressBar:
         if report.stage != self.stage or self.bar is None:
             self.close()
             self.stage = report.stage
-            self.bar = tqdm(total=report.total, desc=report.stage, unit="frame", file=sys.stderr,
-                            dynamic_ncols=True, leave=False)
+            self.bar = tqdm(
+                total=report.total,
+                desc=report.stage,
+                unit="frame",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=False,
+            )
         if report.total is not None and self.bar.total != report.total:
             self.bar.total = report.total
         self.bar.n = report.done
@@ -104,8 +124,14 @@ def main(argv: list[str]) -> int:
     data_dir = args.data_dir or default_data_dir()
     models = ModelManager(args.models_dir or default_models_dir(data_dir))
     engines = [FaceEngine(models, device, args.threads) for device in parse_devices(args.devices)]
-    request = JobRequest(sources=args.source, target=args.target, output=args.output,
-                         options=options, reference=args.reference, workdir=args.workdir)
+    request = JobRequest(
+        sources=args.source,
+        target=args.target,
+        output=args.output,
+        options=options,
+        reference=args.reference,
+        workdir=args.workdir,
+    )
     bar = ProgressBar(enabled=not args.quiet)
     try:
         result = run_job(engines, request, progress=bar)
@@ -113,6 +139,8 @@ def main(argv: list[str]) -> int:
         bar.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{result.output}: {result.kind}, {result.faces_swapped} face(s) swapped "
-          f"with {result.swapper} (detector {result.detector})")
+    print(
+        f"{result.output}: {result.kind}, {result.faces_swapped} face(s) swapped "
+        f"with {result.swapper} (detector {result.detector})"
+    )
     return 0
