@@ -1,0 +1,197 @@
+"""One job, start to finish: the single call a worker (or the CLI) makes into the engine.
+
+A target that holds no face is not an error: the output is a copy of the input
+and the result carries a warning, because a video or photo where the person is
+absent for a moment is normal. A *source* without a face is an error
+(``NoFaceFound``): there is no identity to paste.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine import imageio
+from engine.errors import InvalidInput, InvalidOptions
+from engine.options import ParsedOptions, parse_options
+from engine.pipeline import FaceEngine, FrameSwapper
+from engine.progress import CancelToken, Progress, ProgressCallback, ignore_progress
+
+PREVIEW_WIDTH = 256
+
+
+@dataclass
+class JobRequest:
+    """Paths and options of one job. ``options`` is the flat mapping of the API/CLI."""
+
+    sources: list[Path]
+    target: Path
+    output: Path
+    options: dict | ParsedOptions = field(default_factory=dict)
+    reference: Path | None = None
+    workdir: Path | None = None
+    extra_option_keys: tuple[str, ...] = ()
+
+
+@dataclass
+class JobResult:
+    output: Path
+    kind: str  # "image" | "video"
+    faces_swapped: int
+    frames: int
+    swapper: str
+    detector: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def parsed_options(request: JobRequest) -> ParsedOptions:
+    if isinstance(request.options, ParsedOptions):
+        return request.options
+    return parse_options(request.options, extra_keys=request.extra_option_keys)
+
+
+def target_kind(path: Path) -> str:
+    """``image`` or ``video``, decided by the file's content rather than its name."""
+    if not path.is_file():
+        raise InvalidInput(f"{path.name}: file not found")
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if not head:
+        raise InvalidInput(f"{path.name}: the file is empty (0 bytes)")
+    sniffed = imageio.sniff_image_format(head)
+    if sniffed and sniffed != "gif":
+        return "image"
+    return "video"
+
+
+def load_sources(paths: Sequence[Path]) -> list[np.ndarray]:
+    if not paths:
+        raise InvalidInput("at least one source image is required")
+    images = []
+    for number, path in enumerate(paths, start=1):
+        try:
+            images.append(imageio.load_image(path))
+        except InvalidInput as exc:
+            raise InvalidInput(f"source {number}: {exc.message}") from None
+    return images
+
+
+def run_job(
+    engines: FaceEngine | Sequence[FaceEngine],
+    request: JobRequest,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> JobResult:
+    """Validate everything up front, then swap an image or a video target.
+
+    Several engines (one per device) let a video's segments run in parallel.
+    """
+    engines = [engines] if isinstance(engines, FaceEngine) else list(engines)
+    progress = progress or ignore_progress
+    cancel = cancel or CancelToken()
+    options = parsed_options(request)
+    kind = target_kind(request.target)
+    imageio.check_output_dir(request.output)
+    if kind == "image":
+        _check_image_output(request.output)
+    sources = load_sources(request.sources)
+    reference_image = imageio.load_image(request.reference) if request.reference else None
+    progress(Progress(stage="prepare", done=0, total=None))
+    if kind == "image":
+        return _run_image(engines[0], request, options, sources, reference_image, progress, cancel)
+    return _run_video(engines, request, options, sources, reference_image, progress, cancel)
+
+
+def _check_image_output(output: Path) -> None:
+    if output.suffix.lower() not in imageio.OUTPUT_EXTENSIONS:
+        raise InvalidOptions(
+            f"{output.name}: an image target needs an image output "
+            f"({', '.join(sorted(imageio.OUTPUT_EXTENSIONS))})"
+        )
+
+
+def _run_image(
+    engine: FaceEngine,
+    request: JobRequest,
+    options: ParsedOptions,
+    sources: list[np.ndarray],
+    reference_image: np.ndarray | None,
+    progress: ProgressCallback,
+    cancel: CancelToken,
+) -> JobResult:
+    target = imageio.load_image(request.target)
+    cancel.raise_if_canceled()
+    started = time.monotonic()
+    swapper = engine.prepare(sources, options.swap, reference_image, reference_target=target)
+    cancel.raise_if_canceled()
+    progress(Progress(stage="swap", done=0, total=1))
+    result = swapper.process(target)
+    cancel.raise_if_canceled()
+    warnings = []
+    if result.faces_swapped == 0:
+        warnings.append("no face found in the target; the output is an unchanged copy")
+    progress(Progress(stage="encode", done=1, total=1, preview=preview_of(result.image)))
+    imageio.save_image(result.image, request.output, quality=options.output.quality)
+    elapsed = time.monotonic() - started
+    progress(Progress(stage="done", done=1, total=1, fps=1 / elapsed if elapsed else None))
+    return JobResult(
+        output=request.output,
+        kind="image",
+        faces_swapped=result.faces_swapped,
+        frames=1,
+        swapper=swapper.resolved.swapper,
+        detector=swapper.resolved.detector,
+        warnings=warnings,
+    )
+
+
+def _run_video(
+    engines: list[FaceEngine],
+    request: JobRequest,
+    options: ParsedOptions,
+    sources: list[np.ndarray],
+    reference_image: np.ndarray | None,
+    progress: ProgressCallback,
+    cancel: CancelToken,
+) -> JobResult:
+    from engine import video
+
+    info = video.probe(request.target)
+    first = video.read_frame(request.target, 0) if options.swap.selector == "reference" else None
+    processors: list[FrameSwapper] = [
+        engine.prepare(sources, options.swap, reference_image, reference_target=first)
+        for engine in engines
+    ]
+    result = video.swap_video(
+        processors,
+        request.target,
+        request.output,
+        options.output,
+        progress=progress,
+        cancel=cancel,
+        workdir=request.workdir,
+    )
+    return JobResult(
+        output=result.output,
+        kind="video",
+        faces_swapped=result.frames_with_faces,
+        frames=result.frames or info.frames,
+        swapper=processors[0].resolved.swapper,
+        detector=processors[0].resolved.detector,
+        warnings=list(result.warnings),
+    )
+
+
+def preview_of(image: np.ndarray, width: int = PREVIEW_WIDTH) -> np.ndarray:
+    """A small copy of a frame for progress previews."""
+    import cv2
+
+    height, current = image.shape[:2]
+    if current <= width:
+        return image.copy()
+    scale = width / current
+    return cv2.resize(image, (width, max(1, int(height * scale))), interpolation=cv2.INTER_AREA)
