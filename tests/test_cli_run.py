@@ -17,8 +17,15 @@ from tests.assets import REPO, T1, TOM_HANKS
 
 def run_cli(*args: str | Path, data_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(REPO / "app.py"), "run", "--data-dir", str(data_dir), "--quiet",
-         *map(str, args)],
+        [
+            sys.executable,
+            str(REPO / "app.py"),
+            "run",
+            "--data-dir",
+            str(data_dir),
+            "--quiet",
+            *map(str, args),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -45,8 +52,17 @@ def small_target(tmp_path) -> Path:
 
 def test_image_swap_succeeds(tmp_path, small_target):
     out = tmp_path / "out.png"
-    proc = run_cli("--source", TOM_HANKS, "--target", small_target, "--output", out,
-                   "--selector", "many", data_dir=tmp_path / "data")
+    proc = run_cli(
+        "--source",
+        TOM_HANKS,
+        "--target",
+        small_target,
+        "--output",
+        out,
+        "--selector",
+        "many",
+        data_dir=tmp_path / "data",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "classic" in proc.stdout and "mtcnn" in proc.stdout
     before = load_image(small_target).astype(int)
@@ -69,8 +85,15 @@ def test_image_swap_succeeds(tmp_path, small_target):
 def test_bad_source_files(tmp_path, small_target, make, fragment):
     bad = tmp_path / "bad.jpg"
     make(bad)
-    proc = run_cli("--source", bad, "--target", small_target, "--output", tmp_path / "o.png",
-                   data_dir=tmp_path / "data")
+    proc = run_cli(
+        "--source",
+        bad,
+        "--target",
+        small_target,
+        "--output",
+        tmp_path / "o.png",
+        data_dir=tmp_path / "data",
+    )
     assert_one_line_error(proc, fragment)
     assert not (tmp_path / "o.png").exists()
 
@@ -78,16 +101,30 @@ def test_bad_source_files(tmp_path, small_target, make, fragment):
 def test_bad_target_file(tmp_path):
     bad = tmp_path / "target.png"
     bad.write_bytes(T1.read_bytes()[:30_000])
-    proc = run_cli("--source", TOM_HANKS, "--target", bad, "--output", tmp_path / "o.png",
-                   data_dir=tmp_path / "data")
+    proc = run_cli(
+        "--source",
+        TOM_HANKS,
+        "--target",
+        bad,
+        "--output",
+        tmp_path / "o.png",
+        data_dir=tmp_path / "data",
+    )
     assert_one_line_error(proc, "truncated")
 
 
 def test_no_face_in_source_fails(tmp_path, small_target):
     blank = tmp_path / "wall.png"
     Image.new("RGB", (200, 200), (120, 130, 140)).save(blank)
-    proc = run_cli("--source", blank, "--target", small_target, "--output", tmp_path / "o.png",
-                   data_dir=tmp_path / "data")
+    proc = run_cli(
+        "--source",
+        blank,
+        "--target",
+        small_target,
+        "--output",
+        tmp_path / "o.png",
+        data_dir=tmp_path / "data",
+    )
     assert_one_line_error(proc, "no face found in source image 1")
 
 
@@ -96,28 +133,54 @@ def test_no_face_in_target_copies_with_a_warning(tmp_path):
     pixels = (np.random.default_rng(0).random((120, 160, 3)) * 40 + 100).astype(np.uint8)
     Image.fromarray(pixels).save(wall)
     out = tmp_path / "o.png"
-    proc = run_cli("--source", TOM_HANKS, "--target", wall, "--output", out,
-                   data_dir=tmp_path / "data")
+    proc = run_cli(
+        "--source", TOM_HANKS, "--target", wall, "--output", out, data_dir=tmp_path / "data"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "warning: no face found in the target" in proc.stderr
     assert np.array_equal(load_image(out), load_image(wall))
 
 
 def test_output_in_missing_directory(tmp_path, small_target):
-    proc = run_cli("--source", TOM_HANKS, "--target", small_target,
-                   "--output", tmp_path / "nope" / "o.png", data_dir=tmp_path / "data")
+    proc = run_cli(
+        "--source",
+        TOM_HANKS,
+        "--target",
+        small_target,
+        "--output",
+        tmp_path / "nope" / "o.png",
+        data_dir=tmp_path / "data",
+    )
     assert_one_line_error(proc, "does not exist")
 
 
 def test_bad_options(tmp_path, small_target):
-    proc = run_cli("--source", TOM_HANKS, "--target", small_target, "--output", tmp_path / "o.png",
-                   "--swapper", "nonsense", data_dir=tmp_path / "data")
+    proc = run_cli(
+        "--source",
+        TOM_HANKS,
+        "--target",
+        small_target,
+        "--output",
+        tmp_path / "o.png",
+        "--swapper",
+        "nonsense",
+        data_dir=tmp_path / "data",
+    )
     assert_one_line_error(proc, "swapper must be one of")
 
 
 def test_missing_model_names_the_manual_step(tmp_path, small_target):
-    proc = run_cli("--source", TOM_HANKS, "--target", small_target, "--output", tmp_path / "o.png",
-                   "--swapper", "inswapper_128", data_dir=tmp_path / "data")
+    proc = run_cli(
+        "--source",
+        TOM_HANKS,
+        "--target",
+        small_target,
+        "--output",
+        tmp_path / "o.png",
+        "--swapper",
+        "inswapper_128",
+        data_dir=tmp_path / "data",
+    )
     assert_one_line_error(proc, "inswapper_128")
 
 
