@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import secrets
 import sys
 from pathlib import Path
 
@@ -18,11 +19,12 @@ from cli.args import ArgumentParser
 from engine.datadir import default_data_dir
 from engine.devices import parse_devices
 from engine.errors import InvalidOptions
-from engine.jobrun import JobRequest, run_job
+from engine.jobrun import DEFAULT_CONTENT_THRESHOLD, JobRequest, run_job
 from engine.models.manager import ModelManager, default_models_dir
 from engine.options import OutputOptions, SwapOptions
 from engine.pipeline import FaceEngine
 from engine.progress import Progress
+from engine.provenance.apply import prepare_stamp
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--options", default=None, help="options as a JSON object (flags win)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--content-threshold",
+        type=float,
+        default=DEFAULT_CONTENT_THRESHOLD,
+        help="content gate: refuse inputs whose NSFW score is above this (0..1)",
+    )
     group = parser.add_argument_group("job options (same names as the API's options)")
     for spec in (*dataclasses.fields(SwapOptions), *dataclasses.fields(OutputOptions)):
         flag = "--" + spec.name.replace("_", "-")
@@ -92,7 +100,11 @@ class ProgressBar:
         self.stage: str | None = None
 
     def __call__(self, report: Progress) -> None:
-        if not self.enabled:
+        if not self.enabled or report.stage == "done":
+            return
+        if report.total is None:  # a stage of unknown length: no bar to draw
+            self.close()
+            self.stage = report.stage
             return
         if report.stage != self.stage or self.bar is None:
             self.close()
@@ -124,6 +136,9 @@ def main(argv: list[str]) -> int:
     data_dir = args.data_dir or default_data_dir()
     models = ModelManager(args.models_dir or default_models_dir(data_dir))
     engines = [FaceEngine(models, device, args.threads) for device in parse_devices(args.devices)]
+    if not 0.0 < args.content_threshold <= 1.0:
+        raise InvalidOptions("--content-threshold must be above 0 and at most 1")
+    job_id = "cli-" + secrets.token_urlsafe(12)
     request = JobRequest(
         sources=args.source,
         target=args.target,
@@ -131,6 +146,8 @@ def main(argv: list[str]) -> int:
         options=options,
         reference=args.reference,
         workdir=args.workdir,
+        content_threshold=args.content_threshold,
+        stamp=prepare_stamp(data_dir, job_id),
     )
     bar = ProgressBar(enabled=not args.quiet)
     try:

@@ -20,8 +20,10 @@ from engine.errors import InvalidInput, InvalidOptions
 from engine.options import ParsedOptions, parse_options
 from engine.pipeline import FaceEngine, FrameSwapper
 from engine.progress import CancelToken, Progress, ProgressCallback, ignore_progress
+from engine.provenance.apply import ProvenanceStamp, finish_file, watermark_frame
 
 PREVIEW_WIDTH = 256
+DEFAULT_CONTENT_THRESHOLD = 0.8
 
 
 @dataclass
@@ -35,6 +37,10 @@ class JobRequest:
     reference: Path | None = None
     workdir: Path | None = None
     extra_option_keys: tuple[str, ...] = ()
+    # The operator's content-gate threshold; None only where a gate already ran at submit.
+    content_threshold: float | None = DEFAULT_CONTENT_THRESHOLD
+    # Marks every output as synthetic (watermark, metadata, C2PA); None only in engine tests.
+    stamp: ProvenanceStamp | None = None
 
 
 @dataclass
@@ -99,6 +105,10 @@ def run_job(
     if kind == "image":
         _check_image_output(request.output)
     sources = load_sources(request.sources)
+    if request.content_threshold is not None:
+        progress(Progress(stage="gate", done=0, total=None))
+        gate = engines[0].content_gate(request.content_threshold)
+        gate.check_inputs(request.sources, request.target, progress=progress, cancel=cancel)
     reference_image = imageio.load_image(request.reference) if request.reference else None
     progress(Progress(stage="prepare", done=0, total=None))
     if kind == "image":
@@ -135,7 +145,15 @@ def _run_image(
     if result.faces_swapped == 0:
         warnings.append("no face found in the target; the output is an unchanged copy")
     progress(Progress(stage="encode", done=1, total=1, preview=preview_of(result.image)))
-    imageio.save_image(result.image, request.output, quality=options.output.quality)
+    image = result.image
+    if request.stamp is not None:
+        try:
+            image = watermark_frame(image, request.stamp)
+        except InvalidInput as exc:  # too small to carry the mark; metadata and C2PA still apply
+            warnings.append(f"no invisible watermark: {exc.message}")
+    imageio.save_image(image, request.output, quality=options.output.quality)
+    if request.stamp is not None:
+        finish_file(request.output, "image", request.stamp, (image.shape[1], image.shape[0]))
     elapsed = time.monotonic() - started
     progress(Progress(stage="done", done=1, total=1, fps=1 / elapsed if elapsed else None))
     return JobResult(

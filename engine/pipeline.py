@@ -137,6 +137,13 @@ class FaceEngine:
             f"enhancer:{name}", lambda: GfpganEnhancer(self.sessions, self.models.require(name))
         )
 
+    def content_gate(self, threshold: float):
+        from engine.safety.gate import ContentGate
+
+        return self._component(
+            f"gate:{threshold}", lambda: ContentGate(self.sessions, threshold=threshold)
+        )
+
     # -- faces --------------------------------------------------------------------------
 
     def detect(
