@@ -143,17 +143,21 @@ def _run_image(
     cancel.raise_if_canceled()
     warnings = []
     if result.faces_swapped == 0:
-        warnings.append("no face found in the target; the output is an unchanged copy")
+        warnings.append(
+            "no face found in the target; the output is an unchanged copy "
+            "(not marked as synthetic, since nothing was changed)"
+        )
     progress(Progress(stage="encode", done=1, total=1, preview=preview_of(result.image)))
     image = result.image
-    if request.stamp is not None:
+    stamp = request.stamp if result.faces_swapped else None
+    if stamp is not None:
         try:
-            image = watermark_frame(image, request.stamp)
+            image = watermark_frame(image, stamp)
         except InvalidInput as exc:  # too small to carry the mark; metadata and C2PA still apply
             warnings.append(f"no invisible watermark: {exc.message}")
     imageio.save_image(image, request.output, quality=options.output.quality)
-    if request.stamp is not None:
-        finish_file(request.output, "image", request.stamp, (image.shape[1], image.shape[0]))
+    if stamp is not None:
+        finish_file(request.output, "image", stamp, (image.shape[1], image.shape[0]))
     elapsed = time.monotonic() - started
     progress(Progress(stage="done", done=1, total=1, fps=1 / elapsed if elapsed else None))
     return JobResult(

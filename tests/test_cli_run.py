@@ -194,3 +194,52 @@ def _bomb_png() -> bytes:
     buffer = io.BytesIO()
     Image.new("L", (12_000, 12_000)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_output_carries_all_three_provenance_layers(tmp_path, small_target):
+    import json
+
+    data_dir = tmp_path / "data"
+    out = tmp_path / "out.png"
+    proc = run_cli(
+        "--source", TOM_HANKS, "--target", small_target, "--output", out, data_dir=data_dir
+    )
+    assert proc.returncode == 0, proc.stderr
+    verify = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "app.py"),
+            "verify",
+            str(out),
+            "--json",
+            "--data-dir",
+            str(data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    report = json.loads(verify.stdout)
+    assert report["watermark"]["job_id"].startswith("cli-")
+    assert report["metadata"]["digital_source_type"].endswith(
+        "compositeWithTrainedAlgorithmicMedia"
+    )
+    assert report["c2pa"]["status"] == "trusted"
+
+
+def test_content_gate_refuses_before_any_work(tmp_path, small_target):
+    out = tmp_path / "out.png"
+    proc = run_cli(
+        "--source",
+        TOM_HANKS,
+        "--target",
+        small_target,
+        "--output",
+        out,
+        "--content-threshold",
+        "0.0001",
+        data_dir=tmp_path / "data",
+    )
+    assert_one_line_error(proc, "content policy")
+    assert not out.exists()
