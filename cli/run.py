@@ -156,8 +156,11 @@ def main(argv: list[str]) -> int:
         bar.close()
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if result.kind == "video":
+        done = f"{result.frames} frames, {result.faces_swapped} with faces swapped"
+    else:
+        done = f"{result.faces_swapped} face(s) swapped"
     print(
-        f"{result.output}: {result.kind}, {result.faces_swapped} face(s) swapped "
-        f"with {result.swapper} (detector {result.detector})"
+        f"{result.output}: {result.kind}, {done} with {result.swapper} (detector {result.detector})"
     )
     return 0

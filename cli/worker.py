@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads per model session (0 = auto)"
     )
+    parser.add_argument(
+        "--content-threshold",
+        type=float,
+        default=0.8,
+        help="content gate threshold for video frames (the studio's --content-threshold)",
+    )
     parser.add_argument("--queue", default="fusion-jobs", help="the studio's queue name")
     parser.add_argument("--name", default=None, help="worker name (default: host-pid-devices)")
     parser.add_argument(
@@ -119,7 +125,9 @@ def settings_from_args(args: argparse.Namespace) -> CelerySettings:
 
 def wait_for_redis(url: str, timeout: float = REDIS_WAIT_S) -> redis.Redis:
     """The coordination Redis, once it answers; a clear error when it never does."""
-    client = redis.Redis.from_url(url, socket_keepalive=True, socket_connect_timeout=5)
+    client = redis.Redis.from_url(
+        url, socket_keepalive=True, socket_connect_timeout=5, socket_timeout=10
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -139,6 +147,8 @@ def main(argv: list[str]) -> int:
     devices = tuple(str(device) for device in parse_devices(args.devices))
     if len(set(devices)) != len(devices):
         raise InvalidOptions(f"a device is listed twice in --devices {args.devices}")
+    if args.pool == "solo" and (len(devices) > 1 or args.slots > 1):
+        raise InvalidOptions("--pool solo runs one job at a time: give one device and --slots 1")
     settings = settings_from_args(args)
     data_dir = (args.data_dir or default_data_dir()).resolve()
     if not data_dir.is_dir():
@@ -157,7 +167,12 @@ def main(argv: list[str]) -> int:
         slots_per_device=args.slots,
         data_dir=data_dir,
         task_modules=tuple(args.task_module),
-        task_settings={"models_dir": str(models_dir), "threads": args.threads},
+        task_settings={
+            "models_dir": str(models_dir),
+            "threads": args.threads,
+            "data_dir": str(data_dir),  # provenance keys are shared with the studio
+            "content_threshold": args.content_threshold,
+        },
     )
     # Import the task kinds once in the main process: forked pool processes share them.
     load_task_modules(config.task_modules)
@@ -185,7 +200,7 @@ def main(argv: list[str]) -> int:
         [
             "worker",
             f"--pool={args.pool}",
-            f"--concurrency={config.concurrency if args.pool == 'prefork' else 1}",
+            f"--concurrency={config.concurrency}",
             f"--queues={settings.queue}",
             f"--hostname={nodename}",
             "--optimization=fair",

@@ -21,6 +21,7 @@ from engine.options import ParsedOptions, parse_options
 from engine.pipeline import FaceEngine, FrameSwapper
 from engine.progress import CancelToken, Progress, ProgressCallback, ignore_progress
 from engine.provenance.apply import ProvenanceStamp, finish_file, watermark_frame
+from engine.provenance.frames import WatermarkingProcessor
 
 PREVIEW_WIDTH = 256
 DEFAULT_CONTENT_THRESHOLD = 0.8
@@ -188,8 +189,11 @@ def _run_video(
         engine.prepare(sources, options.swap, reference_image, reference_target=first)
         for engine in engines
     ]
+    lanes: list = list(processors)
+    if request.stamp is not None:
+        lanes = [WatermarkingProcessor(processor, request.stamp) for processor in processors]
     result = video.swap_video(
-        processors,
+        lanes,
         request.target,
         request.output,
         options.output,
@@ -197,6 +201,19 @@ def _run_video(
         cancel=cancel,
         workdir=request.workdir,
     )
+    warnings = list(result.warnings)
+    if request.stamp is not None and result.frames_with_faces:
+        progress(
+            Progress(
+                stage="mux",
+                done=result.frames,
+                total=result.frames,
+                message="marking the output as synthetic",
+            )
+        )
+        finish_file(result.output, "video", request.stamp, (info.width, info.height))
+    elif request.stamp is not None:
+        warnings.append("the output is not marked as synthetic, since no frame was changed")
     return JobResult(
         output=result.output,
         kind="video",
@@ -204,7 +221,7 @@ def _run_video(
         frames=result.frames or info.frames,
         swapper=processors[0].resolved.swapper,
         detector=processors[0].resolved.detector,
-        warnings=list(result.warnings),
+        warnings=warnings,
     )
 
 
