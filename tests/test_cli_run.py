@@ -243,3 +243,34 @@ def test_content_gate_refuses_before_any_work(tmp_path, small_target):
     )
     assert_one_line_error(proc, "content policy")
     assert not out.exists()
+
+
+def test_video_target_through_the_cli_is_swapped_and_marked(tmp_path):
+    import json
+
+    from tests.media import make_video
+
+    clip = make_video(tmp_path / "clip.mp4", seconds=1.0, fps=10, size=(320, 240))
+    out = tmp_path / "out.mp4"
+    data_dir = tmp_path / "data"
+    proc = run_cli("--source", TOM_HANKS, "--target", clip, "--output", out, data_dir=data_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "video, 10 frames" in proc.stdout
+    verify = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "app.py"),
+            "verify",
+            str(out),
+            "--json",
+            "--data-dir",
+            str(data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    report = json.loads(verify.stdout)
+    assert report["c2pa"]["status"] == "trusted"
+    assert report["watermark"]["job_id"].startswith("cli-")
