@@ -1,0 +1,216 @@
+"""In-process publish/subscribe of job events, for the UI, Server-Sent Events and webhooks.
+
+Status changes are always delivered, in order. Progress is throttled per job
+(at most ``rate`` reports a second): a report that comes too soon is held and
+the newest held report is delivered when its turn comes, so a subscriber
+always ends up seeing the latest progress. A subscriber that does not keep up
+loses old progress reports, never status changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+
+from scheduler.jobs import Job, JobError, JobStatus
+
+STATUS = "status"
+PROGRESS = "progress"
+DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One thing that happened to a job. ``preview`` is a small JPEG, now and then."""
+
+    job_id: str
+    owner: str
+    type: str  # "status" | "progress" | "deleted"
+    status: JobStatus | None = None
+    progress: float | None = None
+    stage: str | None = None
+    eta_seconds: float | None = None
+    fps: float | None = None
+    preview: bytes | None = None
+    error: JobError | None = None
+    attempts: int | None = None
+    at: float = field(default_factory=time.time)
+
+    @classmethod
+    def of_job(cls, job: Job, type: str = STATUS) -> JobEvent:
+        return cls(
+            job_id=job.id,
+            owner=job.owner,
+            type=type,
+            status=job.status,
+            progress=job.progress,
+            stage=job.stage,
+            eta_seconds=job.eta_seconds,
+            fps=job.fps,
+            error=job.error,
+            attempts=job.attempts,
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-safe, without the preview bytes (send those separately)."""
+        return {
+            "job_id": self.job_id,
+            "type": self.type,
+            "status": str(self.status) if self.status else None,
+            "progress": self.progress,
+            "stage": self.stage,
+            "eta_seconds": self.eta_seconds,
+            "fps": self.fps,
+            "has_preview": self.preview is not None,
+            "error": None
+            if self.error is None
+            else {"code": self.error.code, "message": self.error.message},
+            "attempts": self.attempts,
+            "at": self.at,
+        }
+
+
+class Subscription:
+    """An async iterator of events for one subscriber; close it (or use ``async with``)."""
+
+    def __init__(
+        self, bus: EventBus, job_id: str | None, owner: str | None, max_pending: int
+    ) -> None:
+        self._bus = bus
+        self.job_id = job_id
+        self.owner = owner
+        self._events: deque[JobEvent] = deque()
+        self._max_pending = max_pending
+        self._ready = asyncio.Event()
+        self.closed = False
+        self.dropped = 0
+
+    def matches(self, event: JobEvent) -> bool:
+        if self.job_id is not None and event.job_id != self.job_id:
+            return False
+        return self.owner is None or event.owner == self.owner
+
+    def _put(self, event: JobEvent) -> None:
+        if len(self._events) >= self._max_pending:
+            for index, old in enumerate(self._events):
+                if old.type == PROGRESS:
+                    del self._events[index]
+                    self.dropped += 1
+                    break
+        self._events.append(event)
+        self._ready.set()
+
+    async def get(self, timeout: float | None = None) -> JobEvent | None:
+        """The next event, or ``None`` after ``timeout`` seconds or once closed."""
+        while not self._events:
+            if self.closed:
+                return None
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return None
+        return self._events.popleft()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._ready.set()
+            self._bus._remove(self)
+
+    def __aiter__(self) -> AsyncIterator[JobEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[JobEvent]:
+        while True:
+            event = await self.get()
+            if event is None:
+                return
+            yield event
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class _Throttle:
+    last_sent: float = 0.0
+    held: JobEvent | None = None
+    timer: asyncio.TimerHandle | None = None
+
+
+class EventBus:
+    """Fan-out of job events to subscribers, with per-job progress throttling."""
+
+    def __init__(self, rate: float = 4.0, max_pending: int = 1000) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.max_pending = max_pending
+        self._subscribers: list[Subscription] = []
+        self._throttles: dict[str, _Throttle] = {}
+
+    def subscribe(
+        self, job_id: str | None = None, owner: str | None = None, max_pending: int | None = None
+    ) -> Subscription:
+        subscription = Subscription(self, job_id, owner, max_pending or self.max_pending)
+        self._subscribers.append(subscription)
+        return subscription
+
+    def _remove(self, subscription: Subscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, event: JobEvent) -> None:
+        """Deliver now (status, deletion) or throttled (progress)."""
+        if event.type != PROGRESS:
+            throttle = self._throttles.pop(event.job_id, None)
+            if throttle is not None and throttle.timer is not None:
+                throttle.timer.cancel()
+            self._deliver(event)
+            return
+        throttle = self._throttles.setdefault(event.job_id, _Throttle())
+        now = time.monotonic()
+        if now - throttle.last_sent >= self.interval and throttle.timer is None:
+            throttle.last_sent = now
+            self._deliver(event)
+            return
+        if throttle.held is not None and event.preview is None and throttle.held.preview:
+            event = replace(event, preview=throttle.held.preview)  # keep a pending preview
+        throttle.held = event
+        if throttle.timer is None:
+            delay = max(0.0, throttle.last_sent + self.interval - now)
+            loop = asyncio.get_running_loop()
+            throttle.timer = loop.call_later(delay, self._flush, event.job_id)
+
+    def _flush(self, job_id: str) -> None:
+        throttle = self._throttles.get(job_id)
+        if throttle is None:
+            return
+        throttle.timer = None
+        if throttle.held is not None:
+            event, throttle.held = throttle.held, None
+            throttle.last_sent = time.monotonic()
+            self._deliver(event)
+
+    def _deliver(self, event: JobEvent) -> None:
+        for subscription in list(self._subscribers):
+            if subscription.matches(event):
+                subscription._put(event)
+
+    def close(self) -> None:
+        for throttle in self._throttles.values():
+            if throttle.timer is not None:
+                throttle.timer.cancel()
+        self._throttles.clear()
+        for subscription in list(self._subscribers):
+            subscription.close()

@@ -1,0 +1,172 @@
+"""The job model and its life cycle (DESIGN.md §3; the statuses are a contract).
+
+``queued → running → succeeded | failed | canceled``; a retry of a running job
+goes ``running → queued`` with ``attempts + 1``. Two more moves exist for
+people rather than machines: cancelling a job that has not started
+(``queued → canceled``) and asking again for a failed or canceled job
+(``failed | canceled → queued``, a fresh set of attempts). Anything else
+raises ``InvalidTransition``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from scheduler.errors import InvalidTransition
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.QUEUED}
+    ),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
+    JobStatus.CANCELED: frozenset({JobStatus.QUEUED}),
+}
+
+
+def check_transition(job_id: str, old: JobStatus | str, new: JobStatus | str) -> None:
+    """Raise ``InvalidTransition`` unless the life cycle allows ``old → new``."""
+    old, new = JobStatus(old), JobStatus(new)
+    if new not in TRANSITIONS[old]:
+        raise InvalidTransition(f"job {job_id} is {old}; it cannot become {new}")
+
+
+def can_transition(old: JobStatus | str, new: JobStatus | str) -> bool:
+    return JobStatus(new) in TRANSITIONS[JobStatus(old)]
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """An input copied into the job directory under a name the server chose.
+
+    ``original`` is the uploaded file name, kept only as metadata: it is never
+    used as a path.
+    """
+
+    name: str
+    original: str
+    size: int
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to run: the task ``kind``, the stored inputs, the flat options, the output name."""
+
+    kind: str = "swap"
+    sources: tuple[StoredFile, ...] = ()
+    target: StoredFile | None = None
+    reference: StoredFile | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    output: str = "result"
+
+    @property
+    def inputs(self) -> list[StoredFile]:
+        files = list(self.sources)
+        files += [f for f in (self.target, self.reference) if f is not None]
+        return files
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        def stored(item: dict | None) -> StoredFile | None:
+            return StoredFile(**item) if item else None
+
+        return cls(
+            kind=data.get("kind", "swap"),
+            sources=tuple(StoredFile(**item) for item in data.get("sources", ())),
+            target=stored(data.get("target")),
+            reference=stored(data.get("reference")),
+            options=dict(data.get("options") or {}),
+            output=data.get("output", "result"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> JobSpec:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class JobError:
+    """Why a job (or one attempt of it) failed, in words a person understands."""
+
+    code: str
+    message: str
+    permanent: bool = True
+
+
+@dataclass
+class Job:
+    """One row of the job store. Times are Unix seconds (``time.time()``).
+
+    ``attempts`` counts attempts that ended without success and were charged
+    (crash, time limit, transient error); ``runs`` counts every start and is
+    the fencing token of the current run: only the run holding it may finish
+    the job or publish its output.
+    """
+
+    id: str
+    owner: str
+    spec: JobSpec
+    status: JobStatus
+    priority: int = 0
+    progress: float | None = None
+    stage: str | None = None
+    eta_seconds: float | None = None
+    fps: float | None = None
+    attempts: int = 0
+    max_attempts: int = 3
+    runs: int = 0
+    error: JobError | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    run_after: float = 0.0
+    lease_expires_at: float | None = None
+    device: str | None = None
+    time_limit: float | None = None
+    idempotency_key: str | None = None
+    result: dict[str, Any] | None = None
+    input_bytes: int = 0
+    output_bytes: int = 0
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def finished(self) -> bool:
+        return self.status.finished
+
+    @property
+    def output_name(self) -> str | None:
+        """The output file's name under the job's ``outputs/`` once the job succeeded."""
+        return self.spec.output if self.status is JobStatus.SUCCEEDED else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe view (for the REST API and the UI)."""
+        data = asdict(self)
+        data["status"] = str(self.status)
+        data["kind"] = self.kind
+        return data

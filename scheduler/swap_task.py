@@ -1,0 +1,155 @@
+"""The production task kind ``swap``: one face-swap job through ``engine.jobrun.run_job``.
+
+Submissions are checked here before anything is stored (the options were
+parsed already, by the scheduler, for every kind): at least one source, every source an image within the pixel limit, a target
+that is an image or a video PyAV can open. The worker keeps one
+``FaceEngine`` per device warm in its state between jobs.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from engine import imageio
+from engine.errors import InvalidInput, InvalidOptions
+from scheduler.tasks import SCHEDULER_OPTION_KEYS, Submission, TaskContext, Upload, task
+
+MAX_SOURCES = 8
+IMAGE_OUTPUT = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".png", "tiff": ".png"}
+
+
+def image_format(upload: Upload, what: str) -> str:
+    """The sniffed format of an image upload, after checking its header and pixel count."""
+    name = f"{what} ({upload.original})" if upload.original else what
+    if upload.size == 0:
+        raise InvalidInput(f"{name}: the file is empty (0 bytes)")
+    if upload.path is not None:
+        try:
+            header = imageio.read_header(upload.path)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{what}: {exc.message}") from None
+        return header.format
+    return imageio._header_from_bytes(upload.data or b"", name, imageio.DEFAULT_MAX_PIXELS).format
+
+
+def check_video(upload: Upload) -> None:
+    """A target that is not an image must be a video PyAV can open, with a video stream."""
+    import av
+
+    name = f"target ({upload.original})" if upload.original else "target"
+    source: Any = str(upload.path) if upload.path is not None else io.BytesIO(upload.data or b"")
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.video:
+                raise InvalidInput(f"{name}: the file has no video stream")
+            if container.format.name.startswith("image2") or container.format.name.endswith(
+                "_pipe"
+            ):
+                raise ValueError("an image demuxer, not a video")
+            # FFmpeg opens almost anything; decoding one frame shows the file really is a video.
+            next(container.decode(video=0))
+    except InvalidInput:
+        raise
+    except Exception:
+        raise InvalidInput(
+            f"{name}: not an image or a video that can be read "
+            "(expected JPEG, PNG, WebP, BMP, TIFF, or a video such as MP4, WebM, MOV, MKV)"
+        ) from None
+
+
+def validate_swap(submission: Submission) -> None:
+    if not submission.sources:
+        raise InvalidInput("at least one source image is required")
+    if len(submission.sources) > MAX_SOURCES:
+        raise InvalidInput(f"at most {MAX_SOURCES} source images are allowed")
+    for number, source in enumerate(submission.sources, start=1):
+        image_format(source, f"source {number}")
+    if submission.target is None:
+        raise InvalidInput("a target image or video is required")
+    if submission.target.size == 0:
+        raise InvalidInput(f"target ({submission.target.original}): the file is empty (0 bytes)")
+    if imageio.sniff_image_format(submission.target.head) in (None, "gif"):
+        check_video(submission.target)
+    else:
+        image_format(submission.target, "target")
+    if submission.reference is not None:
+        image_format(submission.reference, "reference")
+    options = submission.options
+    if (
+        options.get("selector") == "reference"
+        and submission.reference is None
+        and options.get("reference_face_index") is None
+    ):
+        raise InvalidOptions(
+            "selector 'reference' needs a reference image or a reference_face_index"
+        )
+
+
+def swap_output_name(submission: Submission) -> str:
+    assert submission.target is not None
+    sniffed = imageio.sniff_image_format(submission.target.head)
+    if sniffed in IMAGE_OUTPUT:
+        return "result" + IMAGE_OUTPUT[sniffed]
+    container = submission.options.get("container") or "mp4"
+    return f"result.{container}"
+
+
+def warm_engine(ctx: TaskContext):
+    """The worker's ``FaceEngine`` for this device, built once and kept between jobs."""
+    from engine.models.manager import ModelManager
+    from engine.pipeline import FaceEngine
+
+    models_dir = ctx.settings.get("models_dir")
+    threads = int(ctx.settings.get("threads", 0))
+    key = ("face_engine", ctx.device, models_dir, threads)
+    engine = ctx.state.get(key)
+    if engine is None:
+        if models_dir is None:
+            raise InvalidOptions("the worker has no models directory configured")
+        engine = FaceEngine(ModelManager(models_dir), ctx.device, intra_op_threads=threads)
+        ctx.state[key] = engine
+    return engine
+
+
+@task("swap", validate=validate_swap, output_name=swap_output_name)
+def run_swap(ctx: TaskContext) -> dict[str, Any]:
+    """Settings used: ``models_dir``, ``threads``, ``content_threshold`` (None: the gate ran
+    at submit) and ``data_dir`` (where the provenance keys live; every output is stamped)."""
+    from engine.jobrun import DEFAULT_CONTENT_THRESHOLD, JobRequest, run_job
+    from engine.provenance.apply import prepare_stamp
+
+    assert ctx.target is not None
+    ctx.workdir.mkdir(parents=True, exist_ok=True)  # finished video segments live here
+    data_dir = ctx.settings.get("data_dir")
+    request = JobRequest(
+        sources=ctx.sources,
+        target=ctx.target,
+        output=ctx.output,
+        options=ctx.spec.options,
+        reference=ctx.reference,
+        workdir=ctx.workdir,
+        extra_option_keys=SCHEDULER_OPTION_KEYS,
+        content_threshold=ctx.settings.get("content_threshold", DEFAULT_CONTENT_THRESHOLD),
+        stamp=prepare_stamp(data_dir, ctx.job_id) if data_dir else None,
+    )
+    result = run_job(warm_engine(ctx), request, ctx.progress, ctx.cancel)
+    return {
+        "kind": result.kind,
+        "faces_swapped": result.faces_swapped,
+        "frames": result.frames,
+        "swapper": result.swapper,
+        "detector": result.detector,
+        "warnings": list(result.warnings),
+    }
+
+
+@task("swap_segment")
+def run_swap_segment(ctx: TaskContext) -> dict[str, Any]:
+    """One segment of a video job the dispatcher split over several device slots."""
+    from scheduler.celery_backend.segments import run_segment
+
+    if ctx.part is None:
+        raise InvalidOptions("swap_segment runs only as a part of a split job")
+    return run_segment(ctx, ctx.part["segment"], Path(ctx.part["workdir"]))

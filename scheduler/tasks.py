@@ -1,0 +1,135 @@
+"""The registry of task kinds a worker can run, looked up by name.
+
+A task is a plain function ``fn(ctx: TaskContext) -> dict | None`` that runs in a
+worker process, writes its output to ``ctx.output``, reports progress through
+``ctx.progress`` and checks ``ctx.cancel``. ``ctx.state`` survives between jobs
+of one worker, which is where warm model sessions live.
+
+Each kind also says, in the server, how to check a submission before anything
+is stored (``validate``) and what its output file is called (``output_name``).
+Other modules add kinds with ``@task("name")`` and are named in the executor's
+``task_modules`` so that a freshly spawned worker imports them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InvalidOptions
+from engine.progress import CancelToken, ProgressCallback, ignore_progress
+from scheduler.jobs import JobSpec, StoredFile
+
+# Option keys that belong to the scheduler and studio; the engine passes them through untouched.
+SCHEDULER_OPTION_KEYS = ("priority", "callback_url", "consent", "idempotency_key", "batch_id")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One submitted input as the validator sees it: the uploaded name and its first bytes."""
+
+    role: str  # "source" | "target" | "reference"
+    original: str
+    size: int
+    head: bytes
+    path: Path | None = None  # set when the input is a file on disk
+    data: bytes | None = None  # set when the input came as bytes
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Everything a kind's validator may look at before a job is stored."""
+
+    sources: list[Upload]
+    target: Upload | None
+    reference: Upload | None
+    options: dict[str, Any]
+
+
+@dataclass
+class TaskContext:
+    """What a task function gets: its job, paths, progress, cancel token and warm state."""
+
+    job_id: str
+    run: int
+    attempt: int
+    device: str
+    spec: JobSpec
+    job_dir: Path
+    output: Path
+    workdir: Path
+    settings: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    progress: ProgressCallback = ignore_progress
+    cancel: CancelToken = field(default_factory=CancelToken)
+    part: dict[str, Any] | None = None  # set for one part of a split job (see Attempt.part)
+
+    def input_path(self, stored: StoredFile) -> Path:
+        return self.job_dir / "inputs" / stored.name
+
+    @property
+    def sources(self) -> list[Path]:
+        return [self.input_path(item) for item in self.spec.sources]
+
+    @property
+    def target(self) -> Path | None:
+        return self.input_path(self.spec.target) if self.spec.target else None
+
+    @property
+    def reference(self) -> Path | None:
+        return self.input_path(self.spec.reference) if self.spec.reference else None
+
+
+TaskFn = Callable[[TaskContext], "dict[str, Any] | None"]
+Validator = Callable[[Submission], None]
+OutputNamer = Callable[[Submission], str]
+
+
+def default_output_name(submission: Submission) -> str:
+    return "result.bin"
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    name: str
+    fn: TaskFn
+    validate: Validator | None = None
+    output_name: OutputNamer = default_output_name
+    option_keys: tuple[str, ...] = ()  # extra option keys this kind accepts
+
+
+REGISTRY: dict[str, TaskKind] = {}
+
+
+def task(
+    name: str,
+    *,
+    validate: Validator | None = None,
+    output_name: OutputNamer = default_output_name,
+    option_keys: Iterable[str] = (),
+) -> Callable[[TaskFn], TaskFn]:
+    """Register ``fn`` as the task of kind ``name``."""
+
+    def register(fn: TaskFn) -> TaskFn:
+        REGISTRY[name] = TaskKind(name, fn, validate, output_name, tuple(option_keys))
+        return fn
+
+    return register
+
+
+def get_task(name: str) -> TaskKind:
+    kind = REGISTRY.get(name)
+    if kind is None:
+        known = ", ".join(sorted(REGISTRY)) or "none"
+        raise InvalidOptions(f"unknown job kind {name!r}; known kinds: {known}")
+    return kind
+
+
+def load_task_modules(names: Iterable[str]) -> None:
+    """Import the modules that register task kinds (the built-in ones come first)."""
+    importlib.import_module("scheduler.swap_task")
+    for name in names:
+        importlib.import_module(name)

@@ -1,0 +1,85 @@
+"""A video job split into segments that run on two devices at once, then joined.
+
+Real worker processes run the production ``swap`` kind (embedded MTCNN detector,
+classic swapper) on a short video made with PyAV.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import pytest
+
+from scheduler.jobs import JobStatus
+from scheduler.service import Scheduler
+from tests.assets import TOM_HANKS
+from tests.media import make_video
+from tests.scheduler_server import make_config, wait_for
+
+DEVICES = {"cpu:0": 1, "cpu:1": 1}
+
+
+@pytest.fixture
+async def scheduler(tmp_path: Path):
+    config = make_config(
+        tmp_path / "data",
+        devices=DEVICES,
+        split_video=True,
+        cancel_grace_seconds=0.5,
+        worker_settings={"models_dir": str(tmp_path / "models"), "threads": 1},
+    )
+    async with Scheduler(config) as scheduler:
+        await scheduler.executor.wait_ready()
+        yield scheduler
+
+
+def frame_count(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+async def test_segments_run_on_both_devices_and_are_joined(scheduler: Scheduler, tmp_path: Path):
+    video = make_video(tmp_path / "clip.mp4", seconds=2.0, fps=10, size=(320, 240))
+    events = scheduler.subscribe()
+    job = await scheduler.submit(
+        "alice", [("tom.png", TOM_HANKS)], ("clip.mp4", video), {"segment_seconds": 0.5}
+    )
+    done = await wait_for(scheduler, job.id, timeout=120)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert done.result["segments"] == 4
+    assert done.result["devices"] == sorted(DEVICES)
+    assert done.result["faces_swapped"] == 20
+    output = scheduler.output_path(done)
+    assert output.name == "result.mp4" and frame_count(output) == 20
+    assert os.listdir(output.parent) == ["result.mp4"]
+    assert not scheduler.files.work_dir(job.id).exists()
+    progress = [e.progress for e in await drain(events) if e.type == "progress" and e.progress]
+    assert progress and progress == sorted(progress)
+
+
+async def drain(subscription) -> list:
+    events = []
+    while (event := await subscription.get(timeout=0.05)) is not None:
+        events.append(event)
+    return events
+
+
+async def test_cancel_stops_every_segment_and_frees_the_slots(scheduler: Scheduler, tmp_path: Path):
+    video = make_video(tmp_path / "long.mp4", seconds=6.0, fps=10, size=(320, 240))
+    job = await scheduler.submit(
+        "alice", [("tom.png", TOM_HANKS)], ("long.mp4", video), {"segment_seconds": 0.5}
+    )
+    await wait_for(
+        scheduler, job.id, (JobStatus.RUNNING,), predicate=lambda j: (j.progress or 0) > 0
+    )
+    await scheduler.cancel(job.id)
+    canceled = await scheduler.get(job.id)
+    assert canceled.status is JobStatus.CANCELED
+    assert os.listdir(scheduler.files.outputs_dir(job.id)) == []
+    assert not scheduler.files.work_dir(job.id).exists()
+    stats = await scheduler.stats()
+    assert [device.busy for device in stats.devices] == [0, 0]
+    image = await scheduler.submit("alice", [("tom.png", TOM_HANKS)], ("t.png", TOM_HANKS))
+    assert (await wait_for(scheduler, image.id, timeout=60)).status is JobStatus.SUCCEEDED
