@@ -1,0 +1,466 @@
+"""``Studio``: the services one server holds (scheduler, keys, webhooks, metrics, previews).
+
+The REST API and the Gradio UI are two front ends of the same object: both
+submit through ``Studio.submit`` (so both enforce the same limits and hooks)
+and both read jobs from the scheduler, never from Gradio's in-memory queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import EngineError, InvalidInput, InvalidOptions
+from engine.models.manager import ModelManager, default_models_dir
+from engine.options import parse_options
+from scheduler.events import DELETED, PROGRESS, JobEvent
+from scheduler.jobs import Job, JobStatus
+from scheduler.retention import RetentionPolicy
+from scheduler.service import Scheduler, SchedulerConfig
+from scheduler.tasks import SCHEDULER_OPTION_KEYS
+from studio import limits
+from studio.config import StudioConfig
+from studio.db import open_db
+from studio.errors import ApiError
+from studio.identity import (
+    COOKIE_NAME,
+    LOCAL_OWNER,
+    KeyStore,
+    Principal,
+    bearer_token,
+    browser_owner,
+    same_origin,
+)
+from studio.metrics import StudioMetrics
+from studio.responsible import SubmitContentGate
+from studio.sharing import ShareSigner
+from studio.views import job_json
+from studio.webhooks import Outbox, WebhookGuard, WebhookWorker
+
+log = logging.getLogger("studio.jobs")
+
+_BATCH_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PREVIEW_CACHE_SIZE = 512
+RECONCILE_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """An upload waiting in a temporary file; ``original`` is only a label."""
+
+    original: str
+    path: Path
+
+
+@dataclass
+class SubmitRequest:
+    owner: str
+    sources: list[UploadedFile]
+    target: UploadedFile | None
+    reference: UploadedFile | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    via: str = "api"  # "api" | "ui"
+    checked: list[limits.CheckedUpload] = field(default_factory=list)
+
+
+# A check run on every submission after the built-in ones and before the job is
+# stored; it raises an EngineError to refuse. The responsible-use issue adds the
+# consent check and the content gate here.
+SubmitCheck = Callable[[SubmitRequest], Awaitable[None]]
+
+
+class PreviewCache:
+    """The newest preview JPEG of recent jobs, in memory (previews are transient)."""
+
+    def __init__(self, size: int = PREVIEW_CACHE_SIZE) -> None:
+        self.size = size
+        self._items: OrderedDict[str, tuple[str, int, bytes]] = OrderedDict()
+
+    def put(self, job_id: str, owner: str, jpeg: bytes) -> int:
+        version = self._items[job_id][1] + 1 if job_id in self._items else 1
+        self._items[job_id] = (owner, version, jpeg)
+        self._items.move_to_end(job_id)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return version
+
+    def get(self, job_id: str, owner: str | None) -> tuple[int, bytes] | None:
+        item = self._items.get(job_id)
+        if item is None or (owner is not None and item[0] != owner):
+            return None
+        return item[1], item[2]
+
+    def version(self, job_id: str) -> int | None:
+        item = self._items.get(job_id)
+        return item[1] if item else None
+
+    def drop(self, job_id: str) -> None:
+        self._items.pop(job_id, None)
+
+
+def build_scheduler(config: StudioConfig) -> Scheduler:
+    """The scheduler with the configured execution backend (local processes or Celery)."""
+    if config.backend != "celery":
+        return Scheduler(scheduler_config(config))
+    from scheduler.celery_backend import make_executor, scheduler_devices
+
+    settings = dataclasses.replace(
+        scheduler_config(config), devices=scheduler_devices(config.max_in_flight)
+    )
+    executor = make_executor(
+        config.broker_url,
+        config.data_dir,
+        redis_url=config.redis_url,
+        queue=config.celery_queue,
+        split_video=config.split_video,
+    )
+    return Scheduler(settings, executor)
+
+
+def scheduler_config(config: StudioConfig) -> SchedulerConfig:
+    models_dir = config.models_dir or default_models_dir(config.data_dir)
+    retention = config.retention_hours * 3600.0
+    return SchedulerConfig.for_devices(
+        Path(config.data_dir),
+        config.devices,
+        config.slots_per_device,
+        max_queued=config.max_queued,
+        max_queued_per_owner=config.max_queued_per_owner,
+        retention=RetentionPolicy(job_seconds=retention, history_seconds=retention),
+        worker_settings={
+            "models_dir": str(models_dir),
+            "threads": config.threads_per_slot,
+            "data_dir": str(config.data_dir),  # provenance keys: every output is stamped
+            "content_threshold": config.content_threshold,
+        },
+        max_input_bytes=config.limits.max_file_bytes,
+    )
+
+
+class Studio:
+    """Everything one studio server needs, created before the app and started in its lifespan."""
+
+    def __init__(self, config: StudioConfig, scheduler: Scheduler | None = None) -> None:
+        self.config = config
+        self.instance = secrets.token_hex(6)  # this server run, so clients notice restarts
+        self.db = open_db(config.studio_dir)
+        self.keys = KeyStore(self.db)
+        self.signer = ShareSigner(self.db.secret("share_secret"))
+        self.metrics = StudioMetrics()
+        self.outbox = Outbox(self.db)
+        self.guard = WebhookGuard(config.webhooks.allow)
+        self.webhooks = WebhookWorker(
+            self.outbox,
+            self.guard,
+            self.keys.webhook_secret,
+            config.webhooks,
+            on_result=lambda _job, outcome: self.metrics.webhook(outcome),
+        )
+        self.scheduler = scheduler or build_scheduler(config)
+        self.models = ModelManager(config.models_dir or default_models_dir(config.data_dir))
+        self.previews = PreviewCache()
+        self.uploads_dir = config.studio_dir / "uploads"
+        self.shutting_down = asyncio.Event()
+        self.submit_checks: list[SubmitCheck] = [SubmitContentGate(config.content_threshold)]
+        self.gradio_app: Any = None  # set once Gradio is mounted (for --auth logins)
+        self._pump_task: asyncio.Task | None = None
+        self._face_engine: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.started = False
+
+    # -- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.uploads_dir.iterdir():  # temporary uploads of a previous run
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        await self.scheduler.start()
+        subscription = self.scheduler.subscribe()
+        self._pump_task = asyncio.create_task(self._pump(subscription), name="studio-events")
+        await self._reconcile_webhooks()
+        retention = self.config.retention_hours * 3600.0
+        purged = await asyncio.to_thread(self.outbox.purge, time.time() - retention)
+        if purged:
+            log.info("webhook outbox: %d finished deliveries past retention removed", purged)
+        self.webhooks.start()
+        self.started = True
+        log.info("studio started (instance %s)", self.instance)
+
+    def begin_shutdown(self) -> None:
+        """Ends event streams (ours and Gradio's heartbeats) at once, so open browsers do
+        not hold the shutdown up. Safe to call from a signal handler."""
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._end_streams)
+        else:
+            self._end_streams()
+
+    def _end_streams(self) -> None:
+        self.shutting_down.set()
+        stop_event = getattr(self.gradio_app, "stop_event", None)
+        if stop_event is not None:
+            stop_event.set()
+
+    async def stop(self) -> None:
+        self.begin_shutdown()
+        await self.webhooks.stop()
+        await self.scheduler.stop(graceful=True)
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump_task
+        self.db.close()
+        self.started = False
+        log.info("studio stopped; running jobs were released back to the queue")
+
+    # -- identity ---------------------------------------------------------------------
+
+    def remote_workers(self) -> list[dict[str, Any]]:
+        """Workers of a distributed backend as last announced ([] for local processes)."""
+        describe = getattr(self.scheduler.executor, "describe", None)
+        return list(describe().get("workers") or []) if describe else []
+
+    def principal(self, request) -> Principal:
+        """Who sent an API request; raises 401/403 ``ApiError`` otherwise."""
+        token = bearer_token(request.headers.get("authorization"))
+        if token is not None:
+            key = self.keys.authenticate(token)
+            if key is None:
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "invalid or revoked API key",
+                    {"WWW-Authenticate": "Bearer"},
+                )
+            return Principal(key.owner, "key", key.name)
+        owner = self.browser_owner(request.cookies, self._gradio_user(request))
+        if owner is not None:
+            if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(
+                request.headers.get("origin"), request.headers.get("host")
+            ):
+                raise ApiError(403, "forbidden", "cross-site request refused")
+            return Principal(owner, "user" if owner.startswith("user:") else "browser")
+        if self.config.api_open and not self.keys.any_active():
+            return Principal(LOCAL_OWNER, "local")
+        raise ApiError(
+            401,
+            "unauthorized",
+            "an API key is required: send 'Authorization: Bearer <key>' "
+            "(create one with: python app.py keys create NAME)",
+            {"WWW-Authenticate": "Bearer"},
+        )
+
+    def browser_owner(self, cookies: dict, username: str | None) -> str | None:
+        """The owner of a browser: its login under ``--auth``, else its owner cookie."""
+        if self.config.auth:
+            return f"user:{username}" if username else None
+        return browser_owner(cookies.get(COOKIE_NAME))
+
+    def _gradio_user(self, request) -> str | None:
+        app = self.gradio_app
+        if not self.config.auth or app is None:
+            return None
+        cookie_id = getattr(app, "cookie_id", "")
+        token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
+            f"access-token-unsecure-{cookie_id}"
+        )
+        return app.tokens.get(token) if token else None
+
+    # -- submit -----------------------------------------------------------------------
+
+    async def submit(self, request: SubmitRequest) -> Job:
+        """Check a submission against the limits and hooks, then queue it."""
+        try:
+            job = await self._submit(request)
+        except EngineError as exc:
+            self.metrics.rejected.labels(exc.code).inc()
+            raise
+        except Exception as exc:
+            self.metrics.rejected.labels(getattr(exc, "code", "error")).inc()
+            raise
+        self.metrics.submitted.labels(request.via).inc()
+        log.info(
+            "submitted via %s (%d source(s), %s target)",
+            request.via,
+            len(request.sources),
+            request.checked[-1].kind if request.checked else "no",
+            extra={"job_id": job.id, "owner": job.owner},
+        )
+        return job
+
+    async def _submit(self, request: SubmitRequest) -> Job:
+        options = request.options
+        if not isinstance(options, dict):
+            raise InvalidOptions("options must be a JSON object")
+        parsed = parse_options(options, extra_keys=SCHEDULER_OPTION_KEYS)
+        batch = options.get("batch_id")
+        if batch is not None and (not isinstance(batch, str) or not _BATCH_RE.match(batch)):
+            raise InvalidOptions("batch_id must be 1-64 letters, digits, '-' or '_'")
+        callback = options.get("callback_url")
+        if callback is not None:
+            await self.guard.check(callback)
+        cfg = self.config.limits
+        if not request.sources:
+            raise InvalidInput("at least one source image is required")
+        if len(request.sources) > cfg.max_sources:
+            raise InvalidInput(f"at most {cfg.max_sources} source images are allowed")
+        if request.target is None:
+            raise InvalidInput("a target image or video is required")
+        request.checked = await asyncio.to_thread(self._check_files, request)
+        await asyncio.to_thread(self._check_models, parsed.swap)
+        for check in self.submit_checks:
+            await check(request)
+        return await self.scheduler.submit(
+            request.owner,
+            [(f.original, f.path) for f in request.sources],
+            (request.target.original, request.target.path),
+            options,
+            idempotency_key=request.idempotency_key,
+            reference=(request.reference.original, request.reference.path)
+            if request.reference
+            else None,
+        )
+
+    def _check_files(self, request: SubmitRequest) -> list[limits.CheckedUpload]:
+        cfg = self.config.limits
+        checked = [
+            limits.check_image(item.path, f"source {n}", item.original, cfg)
+            for n, item in enumerate(request.sources, 1)
+        ]
+        if request.reference is not None:
+            ref = request.reference
+            checked.append(limits.check_image(ref.path, "reference", ref.original, cfg))
+        assert request.target is not None
+        checked.append(limits.check_target(request.target.path, request.target.original, cfg))
+        return checked
+
+    def _check_models(self, swap_options) -> None:
+        """A missing model is a clear error now, not a failed job later."""
+        self.face_engine().resolve(swap_options)
+
+    def face_engine(self):
+        """A CPU ``FaceEngine`` for the UI's face previews and model checks (lazy)."""
+        if self._face_engine is None:
+            from engine.pipeline import FaceEngine
+
+            self._face_engine = FaceEngine(self.models, "cpu", intra_op_threads=1)
+        return self._face_engine
+
+    def new_upload_path(self) -> Path:
+        return self.uploads_dir / f"{secrets.token_hex(16)}.part"
+
+    # -- reads ------------------------------------------------------------------------
+
+    def job_view(self, job: Job, base_url: str | None = None) -> dict[str, Any]:
+        data = job_json(job, self.config.base_url if base_url is None else base_url)
+        data["preview"] = self.previews.version(job.id)
+        return data
+
+    async def list_jobs(self, owner: str, limit: int = 200) -> list[Job]:
+        return await self.scheduler.list(owner, limit=limit)
+
+    async def batch_jobs(self, owner: str, batch_id: str) -> list[Job]:
+        jobs = await self.scheduler.list(owner, limit=1000)
+        return [job for job in jobs if (job.spec.options or {}).get("batch_id") == batch_id]
+
+    # -- events -----------------------------------------------------------------------
+
+    async def _pump(self, subscription) -> None:
+        """Feeds metrics, logs, previews and webhooks from the scheduler's events."""
+        async for event in subscription:
+            try:
+                await self._on_event(event)
+            except Exception:
+                log.exception("event handling failed", extra={"job_id": event.job_id})
+
+    async def _on_event(self, event: JobEvent) -> None:
+        if event.preview:
+            self.previews.put(event.job_id, event.owner, event.preview)
+        if event.type == PROGRESS:
+            self.metrics.job_progress(event.job_id, event.fps)
+            return
+        if event.type == DELETED:
+            self.previews.drop(event.job_id)
+            self.metrics.job_released(event.job_id)
+            log.info("deleted", extra={"job_id": event.job_id})
+            return
+        extra = {"job_id": event.job_id, "status": str(event.status)}
+        if event.status is JobStatus.RUNNING:
+            job = await self._get(event.job_id)
+            wait = job.started_at - job.created_at if job and job.started_at else None
+            self.metrics.job_started(wait)
+            device = job.device if job else None
+            log.info("running on %s (attempt %d)", device, (event.attempts or 0) + 1, extra=extra)
+        elif event.status is JobStatus.QUEUED:
+            self.metrics.job_released(event.job_id)
+            log.info("queued (attempts so far: %s)", event.attempts, extra=extra)
+        elif event.status is not None and event.status.finished:
+            job = await self._get(event.job_id)
+            if job is None:
+                return
+            run_seconds = (
+                job.finished_at - job.started_at if job.finished_at and job.started_at else None
+            )
+            frames = (job.result or {}).get("frames")
+            self.metrics.job_finished(job.id, str(job.status), run_seconds, frames)
+            message = job.error.message if job.error else ""
+            log.info("%s %s", job.status, message, extra=extra)
+            self.enqueue_webhook(job)
+
+    async def _get(self, job_id: str) -> Job | None:
+        try:
+            return await self.scheduler.get(job_id)
+        except EngineError:
+            return None
+        except Exception:
+            return None
+
+    def enqueue_webhook(self, job: Job) -> None:
+        url = (job.spec.options or {}).get("callback_url")
+        if not url or not job.finished:
+            return
+        payload = {
+            "type": f"job.{job.status}",
+            "timestamp": _iso_now(),
+            "data": job_json(job, self.config.base_url),
+        }
+        msg_id = self.outbox.enqueue(
+            job.id,
+            job.owner,
+            url,
+            payload["type"],
+            payload,
+            dedupe_key=f"{job.id}:{job.status}:{job.finished_at or 0:.6f}",
+        )
+        if msg_id:
+            self.webhooks.wake()
+
+    async def _reconcile_webhooks(self) -> None:
+        """Queue callbacks of jobs that finished while no event reached the outbox (a crash)."""
+        try:
+            recent = await self.scheduler.store.list(None, limit=500)
+        except Exception:
+            log.exception("webhook reconciliation skipped")
+            return
+        horizon = time.time() - RECONCILE_SECONDS
+        for job in recent:
+            if job.finished and (job.finished_at or 0) >= horizon:
+                self.enqueue_webhook(job)
+
+
+def _iso_now() -> str:
+    from studio.views import iso
+
+    return iso(time.time()) or ""

@@ -1,0 +1,445 @@
+"""The Create panel: sources, targets, options, Submit (which returns at once).
+
+Submitting goes through ``Studio.submit`` like the REST API, so the same
+limits and checks apply; the job then lives in the scheduler's store, not in
+Gradio's queue, and the Queue panel follows it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import html
+import secrets
+from pathlib import Path
+from typing import Any
+
+import cv2
+import gradio as gr
+import numpy as np
+
+from engine import imageio
+from engine.errors import EngineError
+from engine.options import (
+    BLEND_MODES,
+    CONTAINERS,
+    DETECTORS,
+    ENHANCERS,
+    PRESETS,
+    SELECTORS,
+    SWAPPERS,
+    VIDEO_CODECS,
+    OutputOptions,
+    SwapOptions,
+)
+from studio.core import Studio, SubmitRequest, UploadedFile
+from studio.limits import display_name
+from studio.ui.i18n import language, t, text
+
+FACE_THUMB = 112
+MAX_GALLERY_FACES = 24
+SWAP_DEFAULTS = SwapOptions()
+OUTPUT_DEFAULTS = OutputOptions()
+# Controls in the order the submit handler receives them, with their option names.
+OPTION_NAMES = (
+    "swapper",
+    "detector",
+    "selector",
+    "reference_distance",
+    "mask_blur",
+    "mask_padding",
+    "color_correction",
+    "blend_mode",
+    "enhancer",
+    "enhancer_blend",
+    "quality",
+    "video_codec",
+    "container",
+    "crf",
+    "preset",
+)
+
+
+@dataclasses.dataclass
+class TargetFaces:
+    """Faces found in the first target, for picking the reference face."""
+
+    path: str | None = None
+    boxes: list[list[float]] = dataclasses.field(default_factory=list)
+    picked: int | None = None
+
+
+def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
+    with gr.Row():
+        with gr.Column(scale=5):
+            sources = gr.File(
+                label=t("sources"),
+                file_count="multiple",
+                file_types=["image"],
+                type="filepath",
+                elem_id="fs-sources",
+            )
+            source_faces = gr.Gallery(
+                label=t("source_faces"),
+                columns=6,
+                height=150,
+                object_fit="contain",
+                allow_preview=False,
+                interactive=False,
+                elem_id="fs-source-faces",
+            )
+            targets = gr.File(
+                label=t("targets"),
+                file_count="multiple",
+                file_types=["image", "video"],
+                type="filepath",
+                elem_id="fs-targets",
+            )
+            target_faces = gr.Gallery(
+                label=t("target_faces"),
+                columns=6,
+                height=150,
+                object_fit="contain",
+                allow_preview=False,
+                interactive=False,
+                elem_id="fs-target-faces",
+            )
+            reference_note = gr.Markdown(elem_id="fs-reference-note")
+        with gr.Column(scale=4):
+            with gr.Accordion(t("group_swapper"), open=True):
+                swapper = gr.Dropdown(
+                    list(SWAPPERS), value=SWAP_DEFAULTS.swapper, label=t("swapper")
+                )
+                detector = gr.Dropdown(
+                    list(DETECTORS), value=SWAP_DEFAULTS.detector, label=t("detector")
+                )
+            with gr.Accordion(t("group_faces"), open=True):
+                selector = gr.Radio(
+                    list(SELECTORS),
+                    value=SWAP_DEFAULTS.selector,
+                    label=t("selector"),
+                    elem_id="fs-selector",
+                )
+                reference_distance = gr.Slider(
+                    0.0,
+                    2.0,
+                    value=SWAP_DEFAULTS.reference_distance,
+                    step=0.05,
+                    label=t("reference_distance"),
+                )
+            with gr.Accordion(t("group_mask"), open=False):
+                mask_blur = gr.Slider(
+                    0.0, 1.0, value=SWAP_DEFAULTS.mask_blur, step=0.05, label=t("mask_blur")
+                )
+                mask_padding = gr.Slider(
+                    0.0, 0.5, value=SWAP_DEFAULTS.mask_padding, step=0.01, label=t("mask_padding")
+                )
+                color_correction = gr.Checkbox(
+                    value=SWAP_DEFAULTS.color_correction, label=t("color_correction")
+                )
+                blend_mode = gr.Radio(
+                    list(BLEND_MODES), value=SWAP_DEFAULTS.blend_mode, label=t("blend_mode")
+                )
+            with gr.Accordion(t("group_enhancer"), open=False):
+                enhancer = gr.Dropdown(
+                    list(ENHANCERS), value=SWAP_DEFAULTS.enhancer, label=t("enhancer")
+                )
+                enhancer_blend = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=SWAP_DEFAULTS.enhancer_blend,
+                    step=0.05,
+                    label=t("enhancer_blend"),
+                )
+            with gr.Accordion(t("group_output"), open=False):
+                quality = gr.Slider(
+                    1, 100, value=OUTPUT_DEFAULTS.quality, step=1, label=t("quality")
+                )
+                video_codec = gr.Dropdown(
+                    list(VIDEO_CODECS), value=OUTPUT_DEFAULTS.video_codec, label=t("video_codec")
+                )
+                container = gr.Dropdown(
+                    ["mp4", *[c for c in CONTAINERS if c != "mp4"]],
+                    value="mp4",
+                    label=t("container"),
+                )
+                crf = gr.Slider(0, 51, value=OUTPUT_DEFAULTS.crf, step=1, label=t("crf"))
+                preset = gr.Dropdown(list(PRESETS), value=OUTPUT_DEFAULTS.preset, label=t("preset"))
+            priority = gr.Slider(
+                -10, 10, value=0, step=1, label=t("priority"), elem_id="fs-priority"
+            )
+            # Submit stays disabled until the person confirms their right to use the faces;
+            # the confirmation, the owner and the time go into the job's history.
+            consent = gr.Checkbox(value=False, label=t("consent"), elem_id="fs-consent")
+            submit = gr.Button(
+                t("submit"), variant="primary", elem_id="fs-submit", interactive=False
+            )
+            status = gr.Markdown(elem_id="fs-submit-status")
+
+    faces_state = gr.State(TargetFaces())
+    option_inputs = [
+        swapper,
+        detector,
+        selector,
+        reference_distance,
+        mask_blur,
+        mask_padding,
+        color_correction,
+        blend_mode,
+        enhancer,
+        enhancer_blend,
+        quality,
+        video_codec,
+        container,
+        crf,
+        preset,
+    ]
+
+    def show_source_faces(files: list[str] | None, request: gr.Request):
+        return _faces_gallery(studio, files or [], language(_accept(request)))
+
+    def show_target_faces(files: list[str] | None, request: gr.Request):
+        faces = TargetFaces()
+        if not files:
+            return [], faces, ""
+        faces.path = files[0]
+        try:
+            image = _load_any(files[0])
+            found = studio.face_engine().detect(image)
+        except EngineError as exc:
+            return [], faces, html.escape(exc.message)
+        faces.boxes = [[float(v) for v in face.box] for face in found[:MAX_GALLERY_FACES]]
+        gallery = [(_crop(image, box), f"#{n}") for n, box in enumerate(faces.boxes)]
+        note = "" if gallery else text(language(_accept(request)), "msg_no_faces")
+        return gallery, faces, note
+
+    def pick_reference(faces: TargetFaces, evt: gr.SelectData, request: gr.Request):
+        faces = dataclasses.replace(faces, picked=int(evt.index))
+        note = text(language(_accept(request)), "msg_reference", index=int(evt.index))
+        return faces, "reference", note
+
+    async def submit_jobs(
+        source_files: list[str] | None,
+        target_files: list[str] | None,
+        faces: TargetFaces,
+        consent_given: bool,
+        priority_value: float,
+        swapper_v,
+        detector_v,
+        selector_v,
+        reference_distance_v,
+        mask_blur_v,
+        mask_padding_v,
+        color_correction_v,
+        blend_mode_v,
+        enhancer_v,
+        enhancer_blend_v,
+        quality_v,
+        video_codec_v,
+        container_v,
+        crf_v,
+        preset_v,
+        request: gr.Request,
+    ):
+        values = (
+            swapper_v,
+            detector_v,
+            selector_v,
+            reference_distance_v,
+            mask_blur_v,
+            mask_padding_v,
+            color_correction_v,
+            blend_mode_v,
+            enhancer_v,
+            enhancer_blend_v,
+            quality_v,
+            video_codec_v,
+            container_v,
+            crf_v,
+            preset_v,
+        )
+        lang = language(_accept(request))
+        if consent_given is not True:  # the button is disabled too; never trust the client
+            return "⚠️ " + text(lang, "msg_no_consent"), gr.Tabs()
+        message = await _submit(
+            studio, source_files, target_files, faces, priority_value, values, request, lang
+        )
+        return message, gr.Tabs(selected="queue") if message.startswith("✅") else gr.Tabs()
+
+    sources.change(
+        show_source_faces, sources, source_faces, concurrency_limit=2, api_visibility="private"
+    )
+    targets.change(
+        show_target_faces,
+        targets,
+        [target_faces, faces_state, reference_note],
+        concurrency_limit=2,
+        api_visibility="private",
+    )
+    target_faces.select(
+        pick_reference,
+        faces_state,
+        [faces_state, selector, reference_note],
+        api_visibility="private",
+    )
+    consent.change(
+        lambda given: gr.Button(interactive=bool(given)),
+        consent,
+        submit,
+        api_visibility="private",
+    )
+    submit.click(
+        submit_jobs,
+        [sources, targets, faces_state, consent, priority, *option_inputs],
+        [status, tabs],
+        concurrency_limit=None,
+        api_visibility="private",
+    )
+
+
+async def _submit(
+    studio: Studio,
+    source_files: list[str] | None,
+    target_files: list[str] | None,
+    faces: TargetFaces,
+    priority_value: float,
+    values: tuple,
+    request: gr.Request,
+    lang: str,
+) -> str:
+    if not source_files:
+        return "⚠️ " + text(lang, "msg_no_sources")
+    if not target_files:
+        return "⚠️ " + text(lang, "msg_no_targets")
+    owner = studio.browser_owner(dict(request.cookies), getattr(request, "username", None))
+    if owner is None:
+        return "⚠️ " + text(lang, "msg_error", error="reload the page (no session cookie)")
+    options = _options(dict(zip(OPTION_NAMES, values, strict=True)))
+    options["priority"] = int(priority_value or 0)
+    options["consent"] = True
+    batch = secrets.token_urlsafe(6) if len(target_files) > 1 else None
+    if batch:
+        options["batch_id"] = batch
+    reference_path: Path | None = None
+    try:
+        if options.get("selector") == "reference" and faces.picked is not None and faces.path:
+            reference_path = await asyncio.to_thread(_save_reference, studio, faces)
+        reference = UploadedFile("reference.png", reference_path) if reference_path else None
+        submitted, refused = [], []
+        for path in target_files:
+            request_ = SubmitRequest(
+                owner=owner,
+                sources=[UploadedFile(display_name(Path(p).name), Path(p)) for p in source_files],
+                target=UploadedFile(display_name(Path(path).name), Path(path)),
+                reference=reference,
+                options=dict(options),
+                via="ui",
+            )
+            try:
+                submitted.append(await studio.submit(request_))
+            except EngineError as exc:
+                refused.append(exc.message)
+            except Exception as exc:  # queue full and the like carry a message too
+                refused.append(getattr(exc, "message", str(exc)))
+    finally:
+        if reference_path is not None:
+            with contextlib.suppress(OSError):
+                reference_path.unlink()
+    if not submitted:
+        return "❌ " + text(lang, "msg_error", error=html.escape("; ".join(refused)))
+    lines = ["✅ " + text(lang, "msg_submitted", count=len(submitted))]
+    if batch:
+        lines.append(text(lang, "msg_batch", batch=batch))
+    if refused:
+        lines.append(text(lang, "msg_partial", ok=len(submitted), failed=len(refused)))
+        lines.extend(f"- {html.escape(message)}" for message in refused)
+    return "\n\n".join(lines)
+
+
+def _options(values: dict[str, Any]) -> dict[str, Any]:
+    """Only the options that differ from the defaults, so a job shows what was chosen."""
+    defaults = {**dataclasses.asdict(SWAP_DEFAULTS), **dataclasses.asdict(OUTPUT_DEFAULTS)}
+    options: dict[str, Any] = {}
+    for name, value in values.items():
+        if name == "container":
+            if value and value != "mp4":
+                options[name] = value
+            continue
+        if isinstance(defaults.get(name), int) and not isinstance(defaults.get(name), bool):
+            value = int(value)
+        if value != defaults.get(name):
+            options[name] = value
+    return options
+
+
+def _accept(request: gr.Request | None) -> str | None:
+    if request is None:
+        return None
+    headers = getattr(request, "headers", None) or {}
+    return headers.get("accept-language")
+
+
+def _load_any(path: str) -> np.ndarray:
+    """An image, or a video's first frame (for the reference gallery)."""
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    sniffed = imageio.sniff_image_format(head)
+    if sniffed and sniffed != "gif":
+        return imageio.load_image(path)
+    from engine.video.decode import read_frame
+
+    return read_frame(path, 0)
+
+
+def _crop(image: np.ndarray, box: list[float], margin: float = 0.25) -> np.ndarray:
+    """An RGB thumbnail of a face with some room around it."""
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    left = int(max(0, x1 - margin * w))
+    top = int(max(0, y1 - margin * h))
+    right = int(min(image.shape[1], x2 + margin * w))
+    bottom = int(min(image.shape[0], y2 + margin * h))
+    crop = image[top:bottom, left:right]
+    if crop.size == 0:
+        crop = image
+    scale = FACE_THUMB / max(crop.shape[:2])
+    crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(crop[:, :, ::-1])
+
+
+def _faces_gallery(studio: Studio, files: list[str], lang: str) -> list:
+    gallery = []
+    for number, path in enumerate(files, 1):
+        try:
+            image = imageio.load_image(path)
+            faces = studio.face_engine().detect(image)
+        except EngineError as exc:
+            gallery.append((np.zeros((8, 8, 3), np.uint8), f"{number}: {exc.message}"))
+            continue
+        if not faces:
+            gallery.append(
+                (
+                    _crop(image, [0, 0, image.shape[1], image.shape[0]], 0),
+                    f"{number}: {text(lang, 'msg_no_faces')}",
+                )
+            )
+        for index, face in enumerate(faces[:4]):
+            label = f"{number}" + (" ✓" if index == 0 else "")
+            gallery.append((_crop(image, [float(v) for v in face.box]), label))
+    return gallery[:MAX_GALLERY_FACES]
+
+
+def _save_reference(studio: Studio, faces: TargetFaces) -> Path:
+    """The picked face of the first target, saved as the jobs' reference image."""
+    assert faces.path is not None and faces.picked is not None
+    image = _load_any(faces.path)
+    box = faces.boxes[faces.picked]
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    left, top = int(max(0, x1 - 0.6 * w)), int(max(0, y1 - 0.6 * h))
+    right = int(min(image.shape[1], x2 + 0.6 * w))
+    bottom = int(min(image.shape[0], y2 + 0.6 * h))
+    path = studio.new_upload_path().with_suffix(".png")
+    imageio.save_image(image[top:bottom, left:right], path)
+    return path
