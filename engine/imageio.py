@@ -57,7 +57,7 @@ def read_header(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
     """Format and size of an image without decoding its pixels."""
     path = Path(path)
     data = _read_bytes(path)
-    return _header_from_bytes(data, path.name, max_pixels)
+    return header_from_bytes(data, path.name, max_pixels)
 
 
 def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -67,9 +67,11 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     return decode_image(data, path.name, max_pixels)
 
 
-def decode_image(data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def decode_image(
+    data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
     """Decode image bytes into a BGR uint8 array; every failure names the problem."""
-    _header_from_bytes(data, name, max_pixels)
+    header_from_bytes(data, name, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -146,7 +148,8 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _header_from_bytes(data: bytes, name: str, max_pixels: int) -> ImageHeader:
+def header_from_bytes(data: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """Format and size from image bytes, with the pixel limit checked; nothing decoded."""
     if not data:
         raise InvalidInput(f"{name}: the file is empty (0 bytes)")
     sniffed = sniff_image_format(data[:16])
@@ -183,4 +186,3 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
     rgba = image.convert("RGBA")
     background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     return Image.alpha_composite(background, rgba).convert("RGB")
-

@@ -31,7 +31,7 @@ def image_format(upload: Upload, what: str) -> str:
         except InvalidInput as exc:
             raise InvalidInput(f"{what}: {exc.message}") from None
         return header.format
-    return imageio._header_from_bytes(upload.data or b"", name, imageio.DEFAULT_MAX_PIXELS).format
+    return imageio.header_from_bytes(upload.data or b"", name, imageio.DEFAULT_MAX_PIXELS).format
 
 
 def check_video(upload: Upload) -> None:

@@ -229,8 +229,9 @@ class Studio:
 
     def remote_workers(self) -> list[dict[str, Any]]:
         """Workers of a distributed backend as last announced ([] for local processes)."""
-        describe = getattr(self.scheduler.executor, "describe", None)
-        return list(describe().get("workers") or []) if describe else []
+        if self.config.backend != "celery":
+            return []  # local slots are the scheduler's own devices, shown from its stats
+        return list(self.scheduler.executor.describe().get("workers") or [])
 
     def principal(self, request) -> Principal:
         """Who sent an API request; raises 401/403 ``ApiError`` otherwise."""

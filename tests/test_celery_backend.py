@@ -343,7 +343,7 @@ async def test_cancel_queued_and_running_jobs(
     queued = await submit(studio, "record")
     _, pid = await wait_started(studio, running.id)
     await wait_for(
-        lambda: asyncio.to_thread(client.llen, "fusion-jobs"), 10, "the second job in the broker"
+        lambda: asyncio.to_thread(client.llen, "fusion-jobs"), 30, "the second job in the broker"
     )
 
     # Queued in the broker: revoked, never runs.
