@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.atomic import write_atomic
 from engine.errors import InvalidInput, InvalidOptions
 
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: bigger than any phone photo, far below a bomb
@@ -121,20 +121,6 @@ def check_output_dir(output: Path) -> None:
         raise InvalidInput(f"output directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise InvalidInput(f"output directory {parent} is not writable")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary file beside ``path`` and rename it into place."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _read_bytes(path: Path) -> bytes:

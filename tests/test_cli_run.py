@@ -33,6 +33,19 @@ def run_cli(*args: str | Path, data_dir: Path) -> subprocess.CompletedProcess:
     )
 
 
+def verify_json(path: Path, data_dir: Path) -> dict:
+    """``app.py verify --json`` on a file, as this installation."""
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "app.py"), "verify", str(path), "--json",
+         "--data-dir", str(data_dir)],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -197,30 +210,13 @@ def _bomb_png() -> bytes:
 
 
 def test_output_carries_all_three_provenance_layers(tmp_path, small_target):
-    import json
-
     data_dir = tmp_path / "data"
     out = tmp_path / "out.png"
     proc = run_cli(
         "--source", TOM_HANKS, "--target", small_target, "--output", out, data_dir=data_dir
     )
     assert proc.returncode == 0, proc.stderr
-    verify = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "app.py"),
-            "verify",
-            str(out),
-            "--json",
-            "--data-dir",
-            str(data_dir),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-    report = json.loads(verify.stdout)
+    report = verify_json(out, data_dir)
     assert report["watermark"]["job_id"].startswith("cli-")
     assert report["metadata"]["digital_source_type"].endswith(
         "compositeWithTrainedAlgorithmicMedia"
@@ -246,8 +242,6 @@ def test_content_gate_refuses_before_any_work(tmp_path, small_target):
 
 
 def test_video_target_through_the_cli_is_swapped_and_marked(tmp_path):
-    import json
-
     from tests.media import make_video
 
     clip = make_video(tmp_path / "clip.mp4", seconds=1.0, fps=10, size=(320, 240))
@@ -256,21 +250,6 @@ def test_video_target_through_the_cli_is_swapped_and_marked(tmp_path):
     proc = run_cli("--source", TOM_HANKS, "--target", clip, "--output", out, data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr
     assert "video, 10 frames" in proc.stdout
-    verify = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "app.py"),
-            "verify",
-            str(out),
-            "--json",
-            "--data-dir",
-            str(data_dir),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-    report = json.loads(verify.stdout)
+    report = verify_json(out, data_dir)
     assert report["c2pa"]["status"] == "trusted"
     assert report["watermark"]["job_id"].startswith("cli-")

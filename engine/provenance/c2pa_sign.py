@@ -31,9 +31,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.atomic import write_atomic
 from engine.errors import InvalidInput, ModelUnavailable
 from engine.provenance.metadata import DIGITAL_SOURCE_TYPE, SOFTWARE
-from engine.provenance.payload import file_lock, provenance_dir, write_atomic
+from engine.provenance.payload import file_lock, provenance_dir
 
 ROOT_CERT = "c2pa-root.pem"
 ROOT_KEY = "c2pa-root.key"

@@ -31,6 +31,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
+from engine.atomic import write_atomic
 from engine.errors import InvalidInput
 
 DIGITAL_SOURCE_TYPE = (
@@ -239,7 +240,7 @@ def write_image_metadata(path: str | Path, original_size: tuple[int, int] | None
     """Put the synthetic-media XMP into an image file in place (atomic rename)."""
     path = Path(path)
     data = path.read_bytes()
-    _replace_file(path, add_xmp(data, xmp_packet(original_size)))
+    write_atomic(path, add_xmp(data, xmp_packet(original_size)))
 
 
 def mp4_metadata_tags(original_size: tuple[int, int] | None = None) -> dict[str, str]:
@@ -344,19 +345,6 @@ def _size(width: str | None, height: str | None) -> tuple[int, int] | None:
     except (TypeError, ValueError):
         return None
     return size if size[0] > 0 and size[1] > 0 else None
-
-
-def _replace_file(path: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _png_chunks(data: bytes):
