@@ -342,9 +342,13 @@ async def test_cancel_queued_and_running_jobs(
     running = await submit(studio, "sleep", seconds=60.0, steps=600)
     queued = await submit(studio, "record")
     _, pid = await wait_started(studio, running.id)
-    await wait_for(
-        lambda: asyncio.to_thread(client.llen, "fusion-jobs"), 30, "the second job in the broker"
-    )
+
+    async def second_sent() -> bool:
+        # Sent to Celery but not started: in the broker's list, or already reserved by the
+        # worker (a revoke stops it in either place).
+        return studio.executor.describe()["waiting"] >= 1
+
+    await wait_for(second_sent, 30, "the second job to be sent to Celery")
 
     # Queued in the broker: revoked, never runs.
     canceled = await studio.cancel(queued.id)
