@@ -40,20 +40,22 @@ class SubmitContentGate:
             if self._gate is None:
                 from engine.safety.gate import ContentGate
 
-                self._gate = ContentGate(SessionCache("cpu", intra_op_threads=1), self.threshold)
+                self._gate = ContentGate(SessionCache("cpu"), self.threshold)
             return self._gate
 
     def check_images(self, request: SubmitRequest) -> None:
         from engine import imageio
         from engine.safety.gate import is_image_file
 
-        gate = self.gate()
-        for number, item in enumerate(request.sources, start=1):
-            gate.check_image(imageio.load_image(item.path), f"source {number} ({item.original})")
+        named = [
+            (f"source {number} ({item.original})", imageio.load_image(item.path))
+            for number, item in enumerate(request.sources, start=1)
+        ]
         if request.target is not None and is_image_file(request.target.path):
-            gate.check_image(
-                imageio.load_image(request.target.path), f"target ({request.target.original})"
+            named.append(
+                (f"target ({request.target.original})", imageio.load_image(request.target.path))
             )
+        self.gate().check_images(named)  # one batched inference for the whole submission
 
     async def __call__(self, request: SubmitRequest) -> None:
         check_consent_option(request.options)

@@ -163,6 +163,19 @@ class ContentGate:
             raise _violation(report, f"{name} was refused")
         return report
 
+    def check_images(self, named: Sequence[tuple[str, np.ndarray]]) -> list[GateReport]:
+        """``check_image`` for several images in one batched inference (submit-time checks)."""
+        reports = []
+        for (name, _), value in zip(named, self.score_batch([i for _, i in named]), strict=True):
+            report = GateReport(name=name, scores=[value], threshold=self.threshold)
+            report.flagged = int(value > self.threshold)
+            report.blocked = bool(report.flagged)
+            log.info("content gate: %s score %.4f (threshold %.2f)", name, value, self.threshold)
+            if report.blocked:
+                raise _violation(report, f"{name} was refused")
+            reports.append(report)
+        return reports
+
     def check_frames(
         self,
         frames: Iterable[tuple[float, np.ndarray]],
