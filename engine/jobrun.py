@@ -42,6 +42,9 @@ class JobRequest:
     content_threshold: float | None = DEFAULT_CONTENT_THRESHOLD
     # Marks every output as synthetic (watermark, metadata, C2PA); None only in engine tests.
     stamp: ProvenanceStamp | None = None
+    # False where the sources and an image target were already gated at submit (the
+    # studio does); a video target's sampled frames are always gated here.
+    gate_images: bool = True
 
 
 @dataclass
@@ -109,7 +112,11 @@ def run_job(
     if request.content_threshold is not None:
         progress(Progress(stage="gate", done=0, total=None))
         gate = engines[0].content_gate(request.content_threshold)
-        gate.check_inputs(request.sources, request.target, progress=progress, cancel=cancel)
+        if request.gate_images:
+            gate.check_inputs(request.sources, request.target, progress=progress, cancel=cancel)
+        elif kind == "video":
+            name = f"target ({request.target.name})"
+            gate.check_video(request.target, name, progress=progress, cancel=cancel)
     reference_image = imageio.load_image(request.reference) if request.reference else None
     progress(Progress(stage="prepare", done=0, total=None))
     if kind == "image":

@@ -133,6 +133,7 @@ def run_swap(ctx: TaskContext) -> dict[str, Any]:
         extra_option_keys=SCHEDULER_OPTION_KEYS,
         content_threshold=ctx.settings.get("content_threshold", DEFAULT_CONTENT_THRESHOLD),
         stamp=prepare_stamp(data_dir, ctx.job_id) if data_dir else None,
+        gate_images=bool(ctx.settings.get("gate_images", True)),
     )
     result = run_job(warm_engine(ctx), request, ctx.progress, ctx.cancel)
     return {

@@ -143,6 +143,7 @@ def scheduler_config(config: StudioConfig) -> SchedulerConfig:
             "threads": config.threads_per_slot,
             "data_dir": str(config.data_dir),  # provenance keys: every output is stamped
             "content_threshold": config.content_threshold,
+            "gate_images": False,  # gated at submit (studio.responsible); videos in the worker
         },
         max_input_bytes=config.limits.max_file_bytes,
     )
