@@ -20,7 +20,6 @@ import queue
 import signal
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -30,6 +29,7 @@ from engine.errors import Canceled
 from engine.progress import CancelToken, Progress
 from scheduler.executor import Attempt
 from scheduler.jobs import JobSpec
+from scheduler.progress_gate import ProgressGate
 from scheduler.retry import error_from_exception
 from scheduler.tasks import TaskContext, get_task, load_task_modules
 
@@ -86,26 +86,14 @@ class _Reporter:
     def __init__(self, channel: _Channel, attempt: Attempt, settings: WorkerSettings) -> None:
         self.channel = channel
         self.attempt = attempt
-        self.settings = settings
-        self.last_sent = 0.0
-        self.last_preview = 0.0
-        self.stage: str | None = None
+        self.gate = ProgressGate(
+            settings.progress_interval, settings.preview_interval, settings.preview_quality
+        )
 
     def __call__(self, report: Progress) -> None:
-        now = time.monotonic()
-        preview = None
-        if report.preview is not None and now - self.last_preview >= self.settings.preview_interval:
-            preview = self._encode(report.preview)
-            self.last_preview = now
-        new_stage = report.stage != self.stage
-        if (
-            not new_stage
-            and preview is None
-            and now - self.last_sent < self.settings.progress_interval
-        ):
+        send, preview = self.gate.admit(report)
+        if not send:
             return
-        self.stage = report.stage
-        self.last_sent = now
         self.channel.send(
             (
                 "progress",
@@ -118,17 +106,6 @@ class _Reporter:
                 preview,
             )
         )
-
-    def _encode(self, image: Any) -> bytes | None:
-        try:
-            import cv2
-
-            ok, data = cv2.imencode(
-                ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.settings.preview_quality]
-            )
-            return data.tobytes() if ok else None
-        except Exception:
-            return None
 
 
 class _Worker:

@@ -19,8 +19,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 PREVIEW_QUALITY = 70
 
 
@@ -109,14 +107,3 @@ class WorkerEvent:
     @property
     def preview(self) -> bytes | None:
         return base64.b64decode(self.preview_jpeg) if self.preview_jpeg else None
-
-
-def encode_preview(image: np.ndarray) -> str | None:
-    """A small JPEG of a preview frame, base64 for JSON; None if it cannot be encoded."""
-    try:
-        import cv2
-
-        ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, PREVIEW_QUALITY])
-    except Exception:
-        return None
-    return base64.b64encode(buffer.tobytes()).decode("ascii") if ok else None

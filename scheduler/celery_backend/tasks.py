@@ -28,6 +28,7 @@ job's attempt at most once:
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import threading
@@ -46,15 +47,16 @@ from engine.progress import CancelToken, Progress
 from scheduler.celery_backend.app import TASK_NAME, CelerySettings
 from scheduler.celery_backend.messages import (
     CANCELED,
+    PREVIEW_QUALITY,
     SUCCEEDED,
     Outcome,
     TaskPayload,
     WorkerEvent,
-    encode_preview,
 )
 from scheduler.celery_backend.registry import BusySlot, WorkerRegistry
 from scheduler.celery_backend.storage import JobStorage, SharedDirectoryStorage
 from scheduler.jobs import JobSpec
+from scheduler.progress_gate import ProgressGate
 from scheduler.retry import TIME_LIMIT, WORKER_DIED, error_from_exception
 from scheduler.tasks import TaskContext, get_task, load_task_modules
 
@@ -301,28 +303,13 @@ class ProgressPublisher:
         self.process = process
         self.task_id = task_id
         self.payload = payload
-        self.last_sent = 0.0
-        self.last_preview = 0.0
-        self.stage: str | None = None
-        self.lock = threading.Lock()
+        config = process.config
+        self.gate = ProgressGate(config.progress_interval, config.preview_interval, PREVIEW_QUALITY)
 
     def __call__(self, report: Progress) -> None:
-        config = self.process.config
-        now = time.monotonic()
-        with self.lock:
-            preview = None
-            if report.preview is not None and now - self.last_preview >= config.preview_interval:
-                preview = encode_preview(report.preview)
-                self.last_preview = now
-            new_stage = report.stage != self.stage
-            if (
-                not new_stage
-                and preview is None
-                and now - self.last_sent < config.progress_interval
-            ):
-                return
-            self.stage = report.stage
-            self.last_sent = now
+        send, preview = self.gate.admit(report)
+        if not send:
+            return
         self.process.publish(
             _event(
                 self.process,
@@ -336,7 +323,7 @@ class ProgressPublisher:
                 fps=report.fps,
                 eta_seconds=report.eta_seconds,
                 message=report.message,
-                preview_jpeg=preview,
+                preview_jpeg=base64.b64encode(preview).decode("ascii") if preview else None,
             )
         )
 
