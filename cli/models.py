@@ -15,9 +15,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="app.py models", description="List or download face models.")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--models-dir", type=Path, default=None)
+    # The directory flags are also accepted after the action (SUPPRESS keeps the parent's).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
+    common.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="action")
-    sub.add_parser("list", help="installed and downloadable models")
-    download = sub.add_parser("download", help="download a model (resumes, verifies checksum)")
+    sub.add_parser("list", parents=[common], help="installed and downloadable models")
+    download = sub.add_parser(
+        "download", parents=[common], help="download a model (resumes, verifies checksum)"
+    )
     download.add_argument("name")
     return parser
 

@@ -281,11 +281,18 @@ def _share(server, config: StudioConfig) -> None:
 
 def add_keys_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=None)
+    # --data-dir is also accepted after the action (SUPPRESS keeps the parent's value).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="keys_action", required=True)
-    create = sub.add_parser("create", help="create a key and print it (shown once)")
+    create = sub.add_parser(
+        "create", parents=[common], help="create a key and print it (shown once)"
+    )
     create.add_argument("name")
-    sub.add_parser("list", help="list active keys (names and prefixes, never the keys)")
-    revoke = sub.add_parser("revoke", help="revoke the active key of this name")
+    sub.add_parser(
+        "list", parents=[common], help="list active keys (names and prefixes, never the keys)"
+    )
+    revoke = sub.add_parser("revoke", parents=[common], help="revoke the active key of this name")
     revoke.add_argument("name")
     return parser
 
