@@ -39,6 +39,7 @@ from scheduler.celery_backend.registry import (
     default_worker_name,
 )
 from scheduler.celery_backend.tasks import WorkerConfig, pool_process, register
+from scheduler.cpu import DEFAULT_WORKER_PRIORITY, WORKER_PRIORITIES
 from scheduler.tasks import load_task_modules
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", type=Path, default=None)
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads per model session (0 = auto)"
+    )
+    parser.add_argument(
+        "--priority",
+        choices=WORKER_PRIORITIES,
+        default=DEFAULT_WORKER_PRIORITY,
+        help="CPU priority of the pool processes: idle (default) yields to every other "
+        "program here, low is nice 10, normal is unchanged",
     )
     parser.add_argument(
         "--content-threshold",
@@ -170,6 +178,7 @@ def main(argv: list[str]) -> int:
         task_settings={
             "models_dir": str(models_dir),
             "threads": args.threads,
+            "priority": args.priority,
             "data_dir": str(data_dir),  # provenance keys are shared with the studio
             "content_threshold": args.content_threshold,
         },

@@ -27,6 +27,7 @@ from typing import Any
 
 from engine.errors import Canceled
 from engine.progress import CancelToken, Progress
+from scheduler.cpu import limit_threads, lower_priority
 from scheduler.executor import Attempt
 from scheduler.jobs import JobSpec
 from scheduler.progress_gate import ProgressGate
@@ -207,25 +208,11 @@ def _sync_file(path: Path, fsync: bool) -> int | None:
         os.close(fd)
 
 
-def limit_threads(threads: int) -> None:
-    """Keep one slot's worker to ``threads`` CPU threads, so that slots on one machine
-    share its cores instead of each trying to use all of them."""
-    if threads <= 0:
-        return
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, str(threads))
-    try:
-        import cv2
-
-        cv2.setNumThreads(threads)
-    except ImportError:
-        pass
-
-
 def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     """Entry point of a worker process."""
     die_with_parent(settings.parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    lower_priority(settings.settings.get("priority", "normal"))
     limit_threads(int(settings.settings.get("threads", 0) or 0))
     load_task_modules(settings.task_modules)
     _Worker(conn, settings).serve()

@@ -21,6 +21,7 @@ from pathlib import Path
 from engine.datadir import default_data_dir
 from engine.devices import parse_devices
 from engine.errors import EngineError, InvalidOptions
+from scheduler.cpu import DEFAULT_WORKER_PRIORITY, WORKER_PRIORITIES
 from studio.config import (
     StudioConfig,
     UploadLimits,
@@ -100,6 +101,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         default=0,
         help="CPU threads per model session (0 = ONNX Runtime's choice)",
     )
+    work.add_argument(
+        "--worker-priority",
+        choices=WORKER_PRIORITIES,
+        default=DEFAULT_WORKER_PRIORITY,
+        help="CPU priority of the job workers: idle (default) lets the UI and API preempt "
+        "jobs at once, low is nice 10, normal is the server's own",
+    )
     work.add_argument("--max-queued", type=int, default=10_000, help="queued jobs in all")
     work.add_argument(
         "--max-queued-per-owner", type=int, default=1_000, help="queued jobs per person or API key"
@@ -176,6 +184,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         devices=devices,
         slots_per_device=args.slots_per_device,
         threads_per_slot=args.threads_per_slot,
+        worker_priority=args.worker_priority,
         max_queued=args.max_queued,
         max_queued_per_owner=args.max_queued_per_owner,
         retention_hours=args.retention_hours,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from engine.datadir import default_data_dir
 from engine.errors import InvalidOptions
+from scheduler.cpu import DEFAULT_WORKER_PRIORITY, WORKER_PRIORITIES
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_PORT = 7860
@@ -53,6 +54,7 @@ class StudioConfig:
     devices: tuple[str, ...] = ("cpu",)
     slots_per_device: int = 1
     threads_per_slot: int = 0
+    worker_priority: str = DEFAULT_WORKER_PRIORITY  # jobs yield the CPU (scheduler.cpu)
     max_queued: int = 10_000
     max_queued_per_owner: int = 1_000
     retention_hours: float = 7 * 24.0
@@ -82,6 +84,11 @@ class StudioConfig:
             raise InvalidOptions(f"port must be between 1 and 65535; got {self.port}")
         if self.slots_per_device < 1:
             raise InvalidOptions("slots per device must be at least 1")
+        if self.worker_priority not in WORKER_PRIORITIES:
+            raise InvalidOptions(
+                f"worker priority must be one of {', '.join(WORKER_PRIORITIES)}; "
+                f"got {self.worker_priority!r}"
+            )
         if self.log_format not in ("text", "json"):
             raise InvalidOptions(f"log format must be text or json; got {self.log_format!r}")
         if self.max_queued < 1 or self.max_queued_per_owner < 1:

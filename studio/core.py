@@ -141,6 +141,7 @@ def scheduler_config(config: StudioConfig) -> SchedulerConfig:
         worker_settings={
             "models_dir": str(models_dir),
             "threads": config.threads_per_slot,
+            "priority": config.worker_priority,
             "data_dir": str(config.data_dir),  # provenance keys: every output is stamped
             "content_threshold": config.content_threshold,
             "gate_images": False,  # gated at submit (studio.responsible); videos in the worker

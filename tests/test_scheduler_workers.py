@@ -184,3 +184,25 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
         ceiling = min(10.0, 2 ** (n - 1))
         assert ceiling / 2 <= delay <= ceiling
     assert len({round(policy.delay(3, rng), 6) for _ in range(20)}) > 1
+
+
+@pytest.mark.parametrize("priority", ["idle", "low", "normal"])
+async def test_workers_run_at_the_configured_cpu_priority(tmp_path: Path, priority: str):
+    """Jobs yield the CPU to the server: SCHED_IDLE, or nice 10, or unchanged."""
+    config = make_config(tmp_path / "data", worker_settings={"priority": priority})
+    scheduler = Scheduler(config)
+    await scheduler.start()
+    try:
+        await scheduler.executor.wait_ready()
+        (pid,) = worker_pids(scheduler)
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        nice = os.getpriority(os.PRIO_PROCESS, pid)
+        if priority == "idle":
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+        else:
+            assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+            assert nice == (min(19, ours + 10) if priority == "low" else ours)
+        job = await scheduler.submit("alice", [], INPUT, {"seconds": 0.1}, kind="sleep")
+        assert (await wait_for(scheduler, job.id)).status is JobStatus.SUCCEEDED
+    finally:
+        await scheduler.stop()

@@ -22,7 +22,7 @@ from engine.errors import InvalidInput, InvalidOptions
 from studio import limits, webhooks
 from studio.cli import security_warnings
 from studio.config import StudioConfig, UploadLimits, env_host, env_port
-from studio.core import Studio
+from studio.core import Studio, scheduler_config
 from studio.db import open_db
 from studio.errors import ApiError
 from studio.identity import (
@@ -261,6 +261,14 @@ def test_config_defaults_follow_gradio_env_and_warn_when_exposed(monkeypatch, tm
     assert not StudioConfig(data_dir=tmp_path, share=True).api_open
     with pytest.raises(InvalidOptions):
         StudioConfig(data_dir=tmp_path, port=0)
+
+
+def test_job_workers_yield_the_cpu_to_the_server_by_default(tmp_path):
+    assert scheduler_config(StudioConfig(data_dir=tmp_path)).worker_settings["priority"] == "idle"
+    normal = StudioConfig(data_dir=tmp_path, worker_priority="normal")
+    assert scheduler_config(normal).worker_settings["priority"] == "normal"
+    with pytest.raises(InvalidOptions, match="idle"):
+        StudioConfig(data_dir=tmp_path, worker_priority="urgent")
 
 
 # -- logs -------------------------------------------------------------------------------

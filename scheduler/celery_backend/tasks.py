@@ -55,6 +55,7 @@ from scheduler.celery_backend.messages import (
 )
 from scheduler.celery_backend.registry import BusySlot, WorkerRegistry
 from scheduler.celery_backend.storage import JobStorage, SharedDirectoryStorage
+from scheduler.cpu import lower_priority
 from scheduler.jobs import JobSpec
 from scheduler.progress_gate import ProgressGate
 from scheduler.retry import TIME_LIMIT, WORKER_DIED, error_from_exception
@@ -116,6 +117,7 @@ class PoolProcess:
         self.registry = WorkerRegistry(self.redis, self.keys, config.settings.worker_ttl_s)
         self.storage = config.storage()
         self.state: dict[str, Any] = {}
+        lower_priority(config.task_settings.get("priority", "normal"))
         load_task_modules(config.task_modules)
 
     def publish(self, event: WorkerEvent) -> None:
