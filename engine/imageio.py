@@ -60,22 +60,35 @@ def read_header(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
     return header_from_bytes(data, path.name, max_pixels)
 
 
-def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(
+    path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, reduce_to: int | None = None
+) -> np.ndarray:
     """Decode an image file into a BGR uint8 array, honouring EXIF orientation."""
     path = Path(path)
     data = _read_bytes(path)
-    return decode_image(data, path.name, max_pixels)
+    return decode_image(data, path.name, max_pixels, reduce_to)
 
 
 def decode_image(
-    data: bytes, name: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    name: str = "image",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    reduce_to: int | None = None,
 ) -> np.ndarray:
-    """Decode image bytes into a BGR uint8 array; every failure names the problem."""
+    """Decode image bytes into a BGR uint8 array; every failure names the problem.
+
+    ``reduce_to``: the caller only needs about that many pixels per side (a
+    classifier's input), so a JPEG is decoded at 1/2, 1/4 or 1/8 scale where that
+    still leaves at least ``reduce_to`` on each side: a 12-megapixel photo then
+    decodes in a few milliseconds instead of a hundred.
+    """
     header_from_bytes(data, name, max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
+            if reduce_to:
+                image.draft("RGB", (reduce_to, reduce_to))  # a no-op for formats but JPEG
             image.load()
             image = ImageOps.exif_transpose(image)
             if image.mode not in ("RGB", "L"):

@@ -174,9 +174,11 @@ class Studio:
         self.previews = PreviewCache()
         self.uploads_dir = config.studio_dir / "uploads"
         self.shutting_down = asyncio.Event()
-        self.submit_checks: list[SubmitCheck] = [SubmitContentGate(config.content_threshold)]
+        self.content_gate = SubmitContentGate(config.content_threshold)
+        self.submit_checks: list[SubmitCheck] = [self.content_gate]
         self.gradio_app: Any = None  # set once Gradio is mounted (for --auth logins)
         self._pump_task: asyncio.Task | None = None
+        self._warm_task: asyncio.Task | None = None
         self._face_engine: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = False
@@ -192,6 +194,7 @@ class Studio:
         await self.scheduler.start()
         subscription = self.scheduler.subscribe()
         self._pump_task = asyncio.create_task(self._pump(subscription), name="studio-events")
+        self._warm_task = asyncio.create_task(self._warm_up(), name="studio-warm-up")
         await self._reconcile_webhooks()
         retention = self.config.retention_hours * 3600.0
         purged = await asyncio.to_thread(self.outbox.purge, time.time() - retention)
@@ -200,6 +203,13 @@ class Studio:
         self.webhooks.start()
         self.started = True
         log.info("studio started (instance %s)", self.instance)
+
+    async def _warm_up(self) -> None:
+        """Load the content gate's model in the background, not in the first submission."""
+        try:
+            await asyncio.to_thread(self.content_gate.warm_up)
+        except EngineError as exc:  # submissions will report it, clearly, to the submitter
+            log.warning("content gate not ready: %s", exc)
 
     def begin_shutdown(self) -> None:
         """Ends event streams (ours and Gradio's heartbeats) at once, so open browsers do
@@ -219,10 +229,12 @@ class Studio:
         self.begin_shutdown()
         await self.webhooks.stop()
         await self.scheduler.stop(graceful=True)
-        if self._pump_task is not None:
-            self._pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump_task
+        for task in (self._pump_task, self._warm_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.content_gate.close()
         self.db.close()
         self.started = False
         log.info("studio stopped; running jobs were released back to the queue")

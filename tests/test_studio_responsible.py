@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
@@ -9,6 +10,11 @@ import cv2
 import httpx
 import pytest
 
+from engine.imageio import decode_image, load_image
+from engine.runtime import SessionCache
+from engine.safety import ContentGate
+from engine.safety.gate import INPUT_SIDE
+from studio.responsible import ScoreCache, SubmitContentGate
 from studio.testing import StudioProcess
 from tests.assets import T1, TOM_HANKS
 
@@ -90,3 +96,62 @@ def test_content_gate_refuses_at_submit_and_stores_nothing(tmp_path, target):
         assert client.get("/api/v1/jobs").json()["jobs"] == []
     jobs_dir = data / "jobs"
     assert not jobs_dir.exists() or not any(jobs_dir.iterdir())
+
+
+# -- the content gate at submit, without a server -----------------------------------------
+
+
+def jpeg_bytes(image, orientation: int | None = None) -> bytes:
+    from PIL import Image
+
+    rgb = Image.fromarray(image[:, :, ::-1])
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    with io.BytesIO() as buffer:
+        rgb.save(buffer, "JPEG", quality=92, exif=exif)
+        return buffer.getvalue()
+
+
+def test_reduced_decoding_keeps_enough_pixels_and_the_orientation():
+    big = cv2.resize(cv2.imread(str(T1)), (3000, 2077), interpolation=cv2.INTER_CUBIC)
+    data = jpeg_bytes(big, orientation=6)  # "rotate 90° clockwise to display"
+    full = decode_image(data, "photo.jpg")
+    reduced = decode_image(data, "photo.jpg", reduce_to=INPUT_SIDE)
+    assert full.shape == (3000, 2077, 3)  # upright: portrait
+    assert reduced.shape[0] > reduced.shape[1]
+    assert INPUT_SIDE <= min(reduced.shape[:2]) < min(full.shape[:2]) // 2
+    png = cv2.imencode(".png", big)[1].tobytes()  # not a JPEG: decoded in full
+    assert decode_image(png, "photo.png", reduce_to=INPUT_SIDE).shape == (2077, 3000, 3)
+
+
+def test_submit_gate_scores_close_to_a_full_decode_and_remembers_files(tmp_path):
+    big = cv2.resize(cv2.imread(str(T1)), (3000, 2077), interpolation=cv2.INTER_CUBIC)
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(jpeg_bytes(big))
+    face = tmp_path / "face.png"
+    face.write_bytes(TOM_HANKS.read_bytes())
+    same_face = tmp_path / "same-face.png"
+    same_face.write_bytes(TOM_HANKS.read_bytes())
+
+    submit_gate = SubmitContentGate(threshold=0.8)
+    try:
+        scores = submit_gate.score_files([photo, face, same_face])
+        reference = ContentGate(SessionCache("cpu", intra_op_threads=1))
+        assert scores[0] == pytest.approx(reference.score(load_image(photo)), abs=0.02)
+        assert scores[1] == pytest.approx(reference.score(load_image(face)), abs=1e-5)
+        assert scores[2] == scores[1]
+        assert len(submit_gate.scores) == 2  # the same bytes under two names: one entry
+        assert submit_gate.score_files([face]) == [scores[1]]
+    finally:
+        submit_gate.close()
+
+
+def test_score_cache_forgets_the_least_recently_used():
+    cache = ScoreCache(size=2)
+    cache.put("a", 0.1)
+    cache.put("b", 0.2)
+    assert cache.get("a") == 0.1  # "a" is now the most recent
+    cache.put("c", 0.3)
+    assert cache.get("b") is None and cache.get("a") == 0.1 and cache.get("c") == 0.3
+    assert len(cache) == 2

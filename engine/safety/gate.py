@@ -48,6 +48,7 @@ MAX_FLAGGED_FRAME_FRACTION = 0.10
 SAMPLE_INTERVAL_SECONDS = 1.0
 _MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 _RESIZE, _CROP = 256, 224
+INPUT_SIDE = _RESIZE  # decoders may scale images down to this (``imageio.decode_image``)
 
 
 def bundled_model_path() -> Path:
@@ -154,19 +155,19 @@ class ContentGate:
 
     def check_image(self, image_bgr: np.ndarray, name: str = "image") -> GateReport:
         """Score one image; raise ``ContentPolicyViolation`` when it is above the threshold."""
-        value = self.score(image_bgr)
-        report = GateReport(name=name, scores=[value], threshold=self.threshold)
-        report.flagged = int(value > self.threshold)
-        report.blocked = bool(report.flagged)
-        log.info("content gate: %s score %.4f (threshold %.2f)", name, value, self.threshold)
-        if report.blocked:
-            raise _violation(report, f"{name} was refused")
-        return report
+        return self.check_scores([(name, self.score(image_bgr))])[0]
 
     def check_images(self, named: Sequence[tuple[str, np.ndarray]]) -> list[GateReport]:
         """``check_image`` for several images in one batched inference (submit-time checks)."""
+        scores = self.score_batch([image for _, image in named])
+        return self.check_scores(
+            [(name, value) for (name, _), value in zip(named, scores, strict=True)]
+        )
+
+    def check_scores(self, named: Sequence[tuple[str, float]]) -> list[GateReport]:
+        """The verdict on images already scored; raises on the first one over the threshold."""
         reports = []
-        for (name, _), value in zip(named, self.score_batch([i for _, i in named]), strict=True):
+        for name, value in named:
             report = GateReport(name=name, scores=[value], threshold=self.threshold)
             report.flagged = int(value > self.threshold)
             report.blocked = bool(report.flagged)
