@@ -11,9 +11,9 @@
    and commits are fsynced. The first few submits warm up and are not counted.
 2. SSE latency: from a progress event published on the scheduler's event bus
    (its ``at`` stamp, same machine clock) to the client reading it from
-   /api/v1/jobs/{id}/events. Progress is throttled to 4 reports/s per job by
-   design; a report that arrives inside the throttle window is held and sent
-   late, so the spread includes that hold.
+   /api/v1/jobs/{id}/events. Workers report 4 times a second and the bus
+   passes up to 5 a second per job (scheduler/progress_gate.py), so a report
+   is held only in a rare burst; the spread includes any such hold.
 
     python -m bench.api [--submits 200] [--queued 10000]
 

@@ -1,9 +1,12 @@
 """In-process publish/subscribe of job events, for the UI, Server-Sent Events and webhooks.
 
 Status changes are always delivered, in order. Progress is throttled per job
-(at most ``rate`` reports a second): a report that comes too soon is held and
-the newest held report is delivered when its turn comes, so a subscriber
-always ends up seeing the latest progress. A subscriber that does not keep up
+by a token bucket (``rate`` reports a second on average, at most ``BURST`` in
+a row): a report that comes too soon is held and the newest held report is
+delivered when its turn comes, so a subscriber always ends up seeing the
+latest progress. The first report of a new stage is never held. Workers
+report a little below ``rate`` (``scheduler.progress_gate``), so their reports
+pass at once. A subscriber that does not keep up
 loses old progress reports, never status changes.
 """
 
@@ -17,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
 from scheduler.jobs import Job, JobError, JobStatus
+from scheduler.progress_gate import EVENT_RATE
 
 STATUS = "status"
 PROGRESS = "progress"
@@ -139,18 +143,37 @@ class Subscription:
         self.close()
 
 
+BURST = 2.0
+
+
 @dataclass
 class _Throttle:
-    last_sent: float = 0.0
+    stage: str | None = None
+    tokens: float = BURST
+    refilled: float = field(default_factory=time.monotonic)
     held: JobEvent | None = None
     timer: asyncio.TimerHandle | None = None
+
+    def take(self, rate: float, now: float, force: bool = False) -> bool:
+        """Spend a token if there is one (refilled at ``rate`` a second up to ``BURST``);
+        ``force`` spends it anyway (a held report whose wait is over)."""
+        self.tokens = min(BURST, self.tokens + (now - self.refilled) * rate)
+        self.refilled = now
+        if self.tokens >= 1.0 or force:
+            self.tokens = max(0.0, self.tokens - 1.0)
+            return True
+        return False
+
+    def wait(self, rate: float) -> float:
+        """Seconds until the next token."""
+        return max(0.0, (1.0 - self.tokens) / rate)
 
 
 class EventBus:
     """Fan-out of job events to subscribers, with per-job progress throttling."""
 
-    def __init__(self, rate: float = 4.0, max_pending: int = 1000) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
+    def __init__(self, rate: float = EVENT_RATE, max_pending: int = 1000) -> None:
+        self.rate = rate
         self.max_pending = max_pending
         self._subscribers: list[Subscription] = []
         self._throttles: dict[str, _Throttle] = {}
@@ -178,19 +201,31 @@ class EventBus:
                 throttle.timer.cancel()
             self._deliver(event)
             return
+        if self.rate <= 0:
+            self._deliver(event)
+            return
         throttle = self._throttles.setdefault(event.job_id, _Throttle())
-        now = time.monotonic()
-        if now - throttle.last_sent >= self.interval and throttle.timer is None:
-            throttle.last_sent = now
+        new_stage = event.stage != throttle.stage
+        throttle.stage = event.stage
+        if new_stage:  # a few per job, and people watch for them: never held
+            if throttle.timer is not None:
+                throttle.timer.cancel()
+                throttle.timer = None
+            if throttle.held is not None and event.preview is None:
+                event = replace(event, preview=throttle.held.preview)
+            throttle.held = None
+            throttle.take(self.rate, time.monotonic(), force=True)
+            self._deliver(event)
+            return
+        if throttle.timer is None and throttle.take(self.rate, time.monotonic()):
             self._deliver(event)
             return
         if throttle.held is not None and event.preview is None and throttle.held.preview:
             event = replace(event, preview=throttle.held.preview)  # keep a pending preview
         throttle.held = event
         if throttle.timer is None:
-            delay = max(0.0, throttle.last_sent + self.interval - now)
             loop = asyncio.get_running_loop()
-            throttle.timer = loop.call_later(delay, self._flush, event.job_id)
+            throttle.timer = loop.call_later(throttle.wait(self.rate), self._flush, event.job_id)
 
     def _flush(self, job_id: str) -> None:
         throttle = self._throttles.get(job_id)
@@ -199,7 +234,7 @@ class EventBus:
         throttle.timer = None
         if throttle.held is not None:
             event, throttle.held = throttle.held, None
-            throttle.last_sent = time.monotonic()
+            throttle.take(self.rate, time.monotonic(), force=True)  # its token is due
             self._deliver(event)
 
     def _deliver(self, event: JobEvent) -> None:

@@ -31,6 +31,7 @@ from typing import Any
 from scheduler import executor as ex
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.jobs import JobError
+from scheduler.progress_gate import PROGRESS_INTERVAL
 from scheduler.retry import TIME_LIMIT, WORKER_DIED
 from scheduler.worker import WorkerSettings, worker_main
 
@@ -79,7 +80,7 @@ class LocalExecutor(Executor):
         settings: Mapping[str, Any] | None = None,
         *,
         start_timeout: float = 120.0,
-        progress_interval: float = 0.1,
+        progress_interval: float = PROGRESS_INTERVAL,
         preview_interval: float = 1.0,
         restart_backoff: float = 1.0,
         sync_outputs: bool = True,

@@ -30,6 +30,7 @@ from scheduler.events import DELETED, EventBus, JobEvent, Subscription
 from scheduler.executor import Executor
 from scheduler.files import InputFile, JobFiles, safe_extension
 from scheduler.jobs import Job, JobSpec, JobStatus, StoredFile
+from scheduler.progress_gate import EVENT_RATE, worker_interval
 from scheduler.retention import RetentionPolicy, SweepReport, sweep
 from scheduler.retry import RetryPolicy
 from scheduler.store import HistoryEntry, QueueLimits, Store
@@ -62,7 +63,7 @@ class SchedulerConfig:
     retention_interval_seconds: float = 3600.0
     task_modules: tuple[str, ...] = ()
     worker_settings: Mapping[str, Any] = field(default_factory=dict)
-    event_rate: float = 4.0
+    event_rate: float = EVENT_RATE
     progress_persist_seconds: float = 1.0
     max_input_bytes: int | None = None
     synchronous: str = "FULL"
@@ -139,7 +140,11 @@ class Scheduler:
         if self._executor is None:
             from scheduler.local_executor import LocalExecutor
 
-            self._executor = LocalExecutor(self.config.task_modules, self.config.worker_settings)
+            self._executor = LocalExecutor(
+                self.config.task_modules,
+                self.config.worker_settings,
+                progress_interval=worker_interval(self.config.event_rate),
+            )
         return self._executor
 
     # -- life cycle -------------------------------------------------------------------

@@ -34,6 +34,7 @@ from scheduler.retry import INTERNAL, error_from_exception
 log = logging.getLogger(__name__)
 
 SEGMENT_KIND = "swap_segment"
+FRAME_STAGES = ("decode", "swap")  # a segment's stages whose progress counts frames
 ProgressSink = Callable[[ExecutorEvent], None]
 
 
@@ -148,8 +149,11 @@ class SplitRun:
         try:
             async for event in self.executor.run(part):
                 if event.type == ex.PROGRESS:
-                    if event.progress is not None:
-                        self._done_frames[index] = event.progress * max(frames, 0)
+                    # Only frame stages count: segment 0's content check reports its own
+                    # fraction (of sampled frames), which is not frames done.
+                    if event.progress is not None and event.stage in FRAME_STAGES:
+                        done = event.progress * max(frames, 0)
+                        self._done_frames[index] = max(self._done_frames.get(index, 0.0), done)
                         self._report("swap", event.preview)
                 else:
                     outcome = event

@@ -30,7 +30,7 @@ from engine.progress import CancelToken, Progress
 from scheduler.cpu import limit_threads, lower_priority
 from scheduler.executor import Attempt
 from scheduler.jobs import JobSpec
-from scheduler.progress_gate import ProgressGate
+from scheduler.progress_gate import PROGRESS_INTERVAL, ProgressGate
 from scheduler.retry import error_from_exception
 from scheduler.tasks import TaskContext, get_task, load_task_modules
 
@@ -46,7 +46,7 @@ class WorkerSettings:
     parent_pid: int
     task_modules: tuple[str, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
-    progress_interval: float = 0.1
+    progress_interval: float = PROGRESS_INTERVAL
     preview_interval: float = 1.0
     preview_quality: int = 70
     sync_outputs: bool = True  # fsync the output here, in parallel, before reporting success

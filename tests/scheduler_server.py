@@ -93,6 +93,7 @@ async def serve(args: argparse.Namespace) -> int:
         lease_seconds=args.lease,
         heartbeat_seconds=args.lease / 5,
         recovery_seconds=args.lease / 5,
+        progress_persist_seconds=0.2,  # tests read progress straight from the SQLite file
     )
     scheduler = Scheduler(config)
     await scheduler.start()

@@ -57,7 +57,7 @@ from scheduler.celery_backend.registry import BusySlot, WorkerRegistry
 from scheduler.celery_backend.storage import JobStorage, SharedDirectoryStorage
 from scheduler.cpu import lower_priority
 from scheduler.jobs import JobSpec
-from scheduler.progress_gate import ProgressGate
+from scheduler.progress_gate import PROGRESS_INTERVAL, ProgressGate
 from scheduler.retry import TIME_LIMIT, WORKER_DIED, error_from_exception
 from scheduler.tasks import TaskContext, get_task, load_task_modules
 
@@ -77,7 +77,7 @@ class WorkerConfig:
     # Passed to task functions as ``ctx.settings`` (models_dir, threads, …), as the
     # studio passes its worker settings to local workers.
     task_settings: dict[str, Any] = field(default_factory=dict)
-    progress_interval: float = 0.1
+    progress_interval: float = PROGRESS_INTERVAL
     preview_interval: float = 1.0
     cancel_poll_interval: float = 0.25
 
