@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 import os
 import threading
 from collections import OrderedDict
@@ -39,8 +38,6 @@ from engine.runtime import SessionCache
 if TYPE_CHECKING:
     from engine.safety.gate import ContentGate
     from studio.core import SubmitRequest
-
-log = logging.getLogger(__name__)
 
 SCORE_CACHE_SIZE = 1024
 
