@@ -55,9 +55,9 @@ async def test_segments_run_on_both_devices_and_are_joined(scheduler: Scheduler,
     assert output.name == "result.mp4" and frame_count(output) == 20
     assert os.listdir(output.parent) == ["result.mp4"]
     assert not scheduler.files.work_dir(job.id).exists()
-    EVS = await drain(events)
-    progress = [e.progress for e in EVS if e.type == "progress" and e.progress]
-    assert progress and progress == sorted(progress), [(e.stage, e.progress) for e in EVS]
+    published = await drain(events)
+    progress = [e.progress for e in published if e.type == "progress" and e.progress]
+    assert progress and progress == sorted(progress), [(e.stage, e.progress) for e in published]
 
 
 async def drain(subscription) -> list:
