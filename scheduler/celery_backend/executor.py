@@ -154,6 +154,9 @@ class CeleryExecutor(Executor):
         self._registry: WorkerRegistry | None = None
         self._background: list[asyncio.Task] = []
         self._side_tasks: set[asyncio.Task] = set()
+        # Sends go out one at a time, in the order the dispatcher claimed the jobs
+        # (priority, owner round robin, age): the broker's queue keeps that order.
+        self._send_order = asyncio.Lock()
         self._wake = asyncio.Event()
         self._healthy_since: float | None = None
         self._last_liveness = 0.0
@@ -241,6 +244,10 @@ class CeleryExecutor(Executor):
                     task.add_done_callback(self._side_tasks.discard)
 
     async def _send(self, flight: _Flight) -> None:
+        async with self._send_order:  # waiters are served first come, first served
+            await self._send_in_order(flight)
+
+    async def _send_in_order(self, flight: _Flight) -> None:
         attempt = flight.attempt
         job_dir = Path(attempt.job_dir)
         job_dir_key, flight.output_key = self.storage.export(job_dir, Path(attempt.output))
