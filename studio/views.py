@@ -49,6 +49,7 @@ def job_json(job: Job, base_url: str = "") -> dict[str, Any]:
         if job.error is None
         else {"code": job.error.code, "message": job.error.message},
         "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
         "priority": job.priority,
         "kind": media_kind(job.spec.output),
         "created_at": iso(job.created_at),

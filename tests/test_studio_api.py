@@ -116,6 +116,7 @@ def test_image_job_end_to_end(server, media):
         ):
             assert key in final
         assert final["progress"] == 1.0 and final["error"] is None
+        assert final["attempts"] == 0 and final["max_attempts"] == 3
         result = http.get(final["result_url"])
         assert result.status_code == 200
         output = cv2.imdecode(np.frombuffer(result.content, np.uint8), cv2.IMREAD_COLOR)

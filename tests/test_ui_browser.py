@@ -94,6 +94,7 @@ def test_submit_watch_restart_reload_and_isolation(tmp_path):
             assert len(seen) >= 2 and seen[-1] > seen[-2], seen
             width = row.locator(".fs-bar-fill").evaluate("node => node.style.width")
             assert width.endswith("%") and 0 < float(width[:-1]) < 100
+            assert row.locator(".fs-attempts").inner_text() == "Attempt 1 of 3"
 
             # Restart the server while the job runs; the open page follows it to the end.
             server.stop()
@@ -103,6 +104,7 @@ def test_submit_watch_restart_reload_and_isolation(tmp_path):
             )
             page.wait_for_selector(f'.fs-job[data-job-id="{job_id}"] video.fs-result-media')
             assert row.locator(".fs-status").inner_text() == "succeeded"
+            assert row.locator(".fs-attempts").inner_text() == ""  # the restart charged none
             api = page.request.get(f"{server.url}/api/v1/jobs/{job_id}/history").json()
             events = [entry["event"] for entry in api["history"]]
             assert "released" in events, events  # it really was interrupted by the restart

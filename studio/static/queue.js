@@ -222,12 +222,22 @@
         ? T("q_eta") + " " + fmtEta(job.eta_seconds)
         : ""
     );
-    setText(row.querySelector(".fs-attempts"), T("q_attempts") + ": " + (job.attempts || 0));
+    setText(row.querySelector(".fs-attempts"), attemptsText(job, status));
     setText(row.querySelector(".fs-prio"), T("q_priority") + ": " + (job.priority || 0));
     setText(row.querySelector(".fs-error"), job.error ? job.error.message : "");
     updateThumb(row, job);
     updateResult(row, job);
     updateActions(row, job);
+  }
+
+  // "attempts" counts the attempts that failed and were charged (DESIGN.md §4).
+  function attemptsText(job, status) {
+    const failed = job.attempts || 0;
+    const active = status === "queued" || status === "running";
+    if (active && (failed > 0 || status === "running") && job.max_attempts) {
+      return T("q_attempt_of", { n: failed + 1, max: job.max_attempts });
+    }
+    return failed > 0 ? T("q_failed_attempts", { n: failed }) : "";
   }
 
   function updateThumb(row, job) {
