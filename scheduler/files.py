@@ -25,10 +25,16 @@ COPY_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input to store: the name to store it under, its bytes or a path to copy."""
+    """One input to store: the name to store it under, its bytes or a path to copy.
+
+    ``handed_over``: the caller gives the file at ``data`` up (a private temporary
+    upload it deletes next), so it is hard-linked into the job instead of copied:
+    no second copy of a large video. Falls back to a copy across file systems.
+    """
 
     name: str
     data: bytes | Path
+    handed_over: bool = False
 
 
 def safe_extension(original: str, default: str = ".bin") -> str:
@@ -81,12 +87,18 @@ class JobFiles:
         for item in files:
             if "/" in item.name or item.name.startswith("."):
                 raise InvalidInput(f"unsafe stored name {item.name!r}")
-            total += self._write_input(directory / item.name, item.data)
+            total += self._write_input(directory / item.name, item.data, item.handed_over)
             written.append(directory / item.name)
         sync = (*written, directory, self.job_dir(job_id), self.root) if self.durable else ()
         return total, sync
 
-    def _write_input(self, path: Path, data: bytes | Path) -> int:
+    def _write_input(self, path: Path, data: bytes | Path, handed_over: bool = False) -> int:
+        if handed_over and isinstance(data, Path):
+            try:
+                os.link(data, path)
+                return path.stat().st_size
+            except OSError:  # another file system, or links not supported: copy
+                pass
         with path.open("xb") as out:
             if isinstance(data, bytes | bytearray | memoryview):
                 out.write(data)

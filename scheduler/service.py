@@ -216,9 +216,14 @@ class Scheduler:
         reference: InputArg | None = None,
         time_limit: float | None = None,
         max_attempts: int | None = None,
+        hand_over_files: bool = False,
     ) -> Job:
         """Check everything, store the inputs, queue the job. Returns the queued job
-        (or the existing job when ``idempotency_key`` was used before by this owner)."""
+        (or the existing job when ``idempotency_key`` was used before by this owner).
+
+        ``hand_over_files``: inputs given as paths are the caller's private temporary
+        files, which it will not change (and may delete) afterwards; they are linked
+        into the job rather than copied."""
         dispatcher = self._check_running()
         _check_owner(owner)
         task_kind = get_task(kind)
@@ -260,11 +265,11 @@ class Scheduler:
             options=options,
             output=task_kind.output_name(submission),
         )
-        copies = [InputFile(item.name, _data(upload)) for item, upload in stored]
+        copies = [InputFile(item.name, _data(upload), hand_over_files) for item, upload in stored]
         if target_file and target_upload:
-            copies.append(InputFile(target_file.name, _data(target_upload)))
+            copies.append(InputFile(target_file.name, _data(target_upload), hand_over_files))
         if reference_file and reference_upload:
-            copies.append(InputFile(reference_file.name, _data(reference_upload)))
+            copies.append(InputFile(reference_file.name, _data(reference_upload), hand_over_files))
         try:
             input_bytes, sync = await asyncio.to_thread(self.files.store_inputs, job_id, copies)
         except OSError as exc:

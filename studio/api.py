@@ -94,6 +94,7 @@ def build_router(studio: Studio) -> APIRouter:
                     options=options,
                     idempotency_key=idempotency_key,
                     via="api",
+                    private_files=True,  # spooled to server-named temporaries, deleted below
                 )
             )
         finally:

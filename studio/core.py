@@ -71,6 +71,9 @@ class SubmitRequest:
     options: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     via: str = "api"  # "api" | "ui"
+    # The files are the server's own temporary copies (REST uploads), deleted after the
+    # submit: the scheduler may link them into the job instead of copying them.
+    private_files: bool = False
     checked: list[limits.CheckedUpload] = field(default_factory=list)
 
 
@@ -346,6 +349,7 @@ class Studio:
             reference=(request.reference.original, request.reference.path)
             if request.reference
             else None,
+            hand_over_files=request.private_files,
         )
 
     def _check_files(self, request: SubmitRequest) -> list[limits.CheckedUpload]:

@@ -156,6 +156,25 @@ async def test_a_valid_swap_submission_is_stored_under_safe_names(start):
     assert job.input_bytes == T1.stat().st_size + TOM_HANKS.stat().st_size
 
 
+async def test_handed_over_files_are_linked_and_others_copied(start, tmp_path: Path):
+    scheduler = await start()
+    await block(scheduler)
+    upload = tmp_path / "upload.part"
+    upload.write_bytes(b"a large video, say")
+    copied = await scheduler.submit("alice", [], ("clip.mp4", upload), kind="sleep")
+    linked = await scheduler.submit(
+        "alice", [], ("clip.mp4", upload), kind="sleep", hand_over_files=True
+    )
+    copy_path = scheduler.files.inputs_dir(copied.id) / "target.mp4"
+    link_path = scheduler.files.inputs_dir(linked.id) / "target.mp4"
+    assert copy_path.stat().st_ino != upload.stat().st_ino  # a copy of the caller's file
+    assert link_path.stat().st_ino == upload.stat().st_ino  # the caller's file itself
+    upload.unlink()  # the caller deletes its temporary file right after the submit
+    for path, job in ((copy_path, copied), (link_path, linked)):
+        assert path.read_bytes() == b"a large video, say" and path.stat().st_nlink == 1
+        assert job.input_bytes == 18
+
+
 async def test_queue_full_is_refused_and_stores_nothing(start):
     scheduler = await start(max_queued=4, max_queued_per_owner=2)
     await block(scheduler)
