@@ -110,19 +110,22 @@ class SubmitContentGate:
         ]
         if request.target is not None and is_image_file(request.target.path):
             named.append((f"target ({request.target.original})", request.target.path))
-        scores = self.score_files([path for _, path in named])
+        scores = self.score_files(named)
         self.gate().check_scores(
             [(name, score) for (name, _), score in zip(named, scores, strict=True)]
         )
 
-    def score_files(self, paths: list[Path]) -> list[float]:
-        """Scores of image files: known ones from the cache, the others side by side."""
-        contents = [path.read_bytes() for path in paths]
+    def score_files(self, named: list[tuple[str, Path]]) -> list[float]:
+        """Scores of (label, image file) pairs: known files from the cache, the others side
+        by side. A file that cannot be decoded is refused under its label (the uploaded
+        name), never under its temporary one."""
+        labels = [label for label, _ in named]
+        contents = [path.read_bytes() for _, path in named]
         digests = [hashlib.sha256(data).hexdigest() for data in contents]
         scores = [self.scores.get(digest) for digest in digests]
         missing = [index for index, score in enumerate(scores) if score is None]
         fresh = self._runs.map(
-            self._score_bytes, [contents[i] for i in missing], [paths[i].name for i in missing]
+            self._score_bytes, [contents[i] for i in missing], [labels[i] for i in missing]
         )
         for index, score in zip(missing, fresh, strict=True):
             scores[index] = score

@@ -208,6 +208,7 @@ def test_missing_or_bad_credentials(server, media):
         ("too_many_pixels", "megapixels"),
         ("video_too_long", "the limit is 3 s"),
         ("not_a_video", "not a supported image or video"),
+        ("truncated_target", "target (t.jpg): the image file is truncated"),
         ("too_large", "upload limit"),
         ("reference_without_model", "arcface_w600k_r50"),
     ],
@@ -235,6 +236,8 @@ def test_bad_uploads_and_options_are_422(server, media, tmp_path, case, message)
         files[1] = ("target", ("long.mp4", media["long_video"].read_bytes()))
     elif case == "not_a_video":
         files[1] = ("target", ("clip.mp4", b"\x00\x00\x00\x18ftypmp42" + b"junk" * 500))
+    elif case == "truncated_target":  # the header is intact: caught when decoded
+        files[1] = ("target", ("t.jpg", image.read_bytes()[: image.stat().st_size // 2]))
     elif case == "too_large":
         files[1] = ("target", ("huge.jpg", b"\xff\xd8\xff" + b"\x00" * (3 * 1024 * 1024)))
     elif case == "reference_without_model":

@@ -136,13 +136,15 @@ def test_submit_gate_scores_close_to_a_full_decode_and_remembers_files(tmp_path)
 
     submit_gate = SubmitContentGate(threshold=0.8)
     try:
-        scores = submit_gate.score_files([photo, face, same_face])
+        scores = submit_gate.score_files(
+            [("target (photo.jpg)", photo), ("source 1", face), ("source 2", same_face)]
+        )
         reference = ContentGate(SessionCache("cpu", intra_op_threads=1))
         assert scores[0] == pytest.approx(reference.score(load_image(photo)), abs=0.02)
         assert scores[1] == pytest.approx(reference.score(load_image(face)), abs=1e-5)
         assert scores[2] == scores[1]
         assert len(submit_gate.scores) == 2  # the same bytes under two names: one entry
-        assert submit_gate.score_files([face]) == [scores[1]]
+        assert submit_gate.score_files([("source 1", face)]) == [scores[1]]
     finally:
         submit_gate.close()
 
