@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+
+log = logging.getLogger(__name__)
+
+WORKER_PRIORITIES = ("normal", "low", "idle")
+DEFAULT_WORKER_PRIORITY = "idle"
+LOW_NICE = 10
 
 
 def limit_threads(threads: int) -> None:
@@ -21,11 +28,6 @@ def limit_threads(threads: int) -> None:
         pass
 
 
-WORKER_PRIORITIES = ("normal", "low", "idle")
-DEFAULT_WORKER_PRIORITY = "idle"
-LOW_NICE = 10
-
-
 def lower_priority(priority: str) -> None:
     """Run this process's jobs below the interactive server's CPU priority.
 
@@ -38,8 +40,9 @@ def lower_priority(priority: str) -> None:
     - ``idle``: Linux ``SCHED_IDLE`` (nice 19 elsewhere): any normal process
       preempts the job at once, and the job still gets every cycle left idle.
     """
-    if priority not in WORKER_PRIORITIES:
-        raise ValueError(f"worker priority must be one of {', '.join(WORKER_PRIORITIES)}")
+    if priority not in WORKER_PRIORITIES:  # a worker must start whatever its settings say
+        log.warning("unknown worker priority %r; running at normal priority", priority)
+        return
     if priority == "normal":
         return
     with contextlib.suppress(OSError, AttributeError):

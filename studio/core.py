@@ -211,7 +211,7 @@ class Studio:
         """Load the content gate's model in the background, not in the first submission."""
         try:
             await asyncio.to_thread(self.content_gate.warm_up)
-        except EngineError as exc:  # submissions will report it, clearly, to the submitter
+        except Exception as exc:  # submissions will report it, clearly, to the submitter
             log.warning("content gate not ready: %s", exc)
 
     def begin_shutdown(self) -> None:
