@@ -60,13 +60,11 @@ def read_header(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image
     return header_from_bytes(data, path.name, max_pixels)
 
 
-def load_image(
-    path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, reduce_to: int | None = None
-) -> np.ndarray:
+def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an image file into a BGR uint8 array, honouring EXIF orientation."""
     path = Path(path)
     data = _read_bytes(path)
-    return decode_image(data, path.name, max_pixels, reduce_to)
+    return decode_image(data, path.name, max_pixels)
 
 
 def decode_image(

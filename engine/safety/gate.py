@@ -157,13 +157,6 @@ class ContentGate:
         """Score one image; raise ``ContentPolicyViolation`` when it is above the threshold."""
         return self.check_scores([(name, self.score(image_bgr))])[0]
 
-    def check_images(self, named: Sequence[tuple[str, np.ndarray]]) -> list[GateReport]:
-        """``check_image`` for several images in one batched inference (submit-time checks)."""
-        scores = self.score_batch([image for _, image in named])
-        return self.check_scores(
-            [(name, value) for (name, _), value in zip(named, scores, strict=True)]
-        )
-
     def check_scores(self, named: Sequence[tuple[str, float]]) -> list[GateReport]:
         """The verdict on images already scored; raises on the first one over the threshold."""
         reports = []

@@ -220,45 +220,14 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
         return faces, "reference", note
 
     async def submit_jobs(
+        request: gr.Request,  # first: Gradio injects it only before the *values
         source_files: list[str] | None,
         target_files: list[str] | None,
         faces: TargetFaces,
         consent_given: bool,
         priority_value: float,
-        swapper_v,
-        detector_v,
-        selector_v,
-        reference_distance_v,
-        mask_blur_v,
-        mask_padding_v,
-        color_correction_v,
-        blend_mode_v,
-        enhancer_v,
-        enhancer_blend_v,
-        quality_v,
-        video_codec_v,
-        container_v,
-        crf_v,
-        preset_v,
-        request: gr.Request,
+        *values,  # the option_inputs, in OPTION_NAMES order
     ):
-        values = (
-            swapper_v,
-            detector_v,
-            selector_v,
-            reference_distance_v,
-            mask_blur_v,
-            mask_padding_v,
-            color_correction_v,
-            blend_mode_v,
-            enhancer_v,
-            enhancer_blend_v,
-            quality_v,
-            video_codec_v,
-            container_v,
-            crf_v,
-            preset_v,
-        )
         lang = language(_accept(request))
         if consent_given is not True:  # the button is disabled too; never trust the client
             return "⚠️ " + text(lang, "msg_no_consent"), gr.Tabs()
