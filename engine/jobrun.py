@@ -45,6 +45,8 @@ class JobRequest:
     # False where the sources and an image target were already gated at submit (the
     # studio does); a video target's sampled frames are always gated here.
     gate_images: bool = True
+    # The pixel limit the inputs were accepted under (the operator's, for studio jobs).
+    max_pixels: int = imageio.DEFAULT_MAX_PIXELS
 
 
 @dataclass
@@ -78,13 +80,15 @@ def target_kind(path: Path) -> str:
     return "video"
 
 
-def load_sources(paths: Sequence[Path]) -> list[np.ndarray]:
+def load_sources(
+    paths: Sequence[Path], max_pixels: int = imageio.DEFAULT_MAX_PIXELS
+) -> list[np.ndarray]:
     if not paths:
         raise InvalidInput("at least one source image is required")
     images = []
     for number, path in enumerate(paths, start=1):
         try:
-            images.append(imageio.load_image(path))
+            images.append(imageio.load_image(path, max_pixels=max_pixels))
         except InvalidInput as exc:
             raise InvalidInput(f"source {number}: {exc.message}") from None
     return images
@@ -108,16 +112,26 @@ def run_job(
     imageio.check_output_dir(request.output)
     if kind == "image":
         _check_image_output(request.output)
-    sources = load_sources(request.sources)
+    sources = load_sources(request.sources, request.max_pixels)
     if request.content_threshold is not None:
         progress(Progress(stage="gate", done=0, total=None))
         gate = engines[0].content_gate(request.content_threshold)
         if request.gate_images:
-            gate.check_inputs(request.sources, request.target, progress=progress, cancel=cancel)
+            gate.check_inputs(
+                request.sources,
+                request.target,
+                progress=progress,
+                cancel=cancel,
+                max_pixels=request.max_pixels,
+            )
         elif kind == "video":
             name = f"target ({request.target.name})"
             gate.check_video(request.target, name, progress=progress, cancel=cancel)
-    reference_image = imageio.load_image(request.reference) if request.reference else None
+    reference_image = (
+        imageio.load_image(request.reference, max_pixels=request.max_pixels)
+        if request.reference
+        else None
+    )
     progress(Progress(stage="prepare", done=0, total=None))
     if kind == "image":
         return _run_image(engines[0], request, options, sources, reference_image, progress, cancel)
@@ -141,7 +155,7 @@ def _run_image(
     progress: ProgressCallback,
     cancel: CancelToken,
 ) -> JobResult:
-    target = imageio.load_image(request.target)
+    target = imageio.load_image(request.target, max_pixels=request.max_pixels)
     cancel.raise_if_canceled()
     started = time.monotonic()
     swapper = engine.prepare(sources, options.swap, reference_image, reference_target=target)

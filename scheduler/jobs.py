@@ -1,4 +1,4 @@
-"""The job model and its life cycle (DESIGN.md §3; the statuses are a contract).
+"""The job model and its life cycle (the statuses are a contract: docs/contracts.md).
 
 ``queued → running → succeeded | failed | canceled``; a retry of a running job
 goes ``running → queued`` with ``attempts + 1``. Two more moves exist for
@@ -11,11 +11,15 @@ raises ``InvalidTransition``.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from engine.imageio import DEFAULT_MAX_PIXELS
 from scheduler.errors import InvalidTransition
+
+# Version 2 added ``limits``; a version-1 spec is read with the limits of its time.
+SPEC_VERSION = 2
 
 
 class JobStatus(StrEnum):
@@ -68,8 +72,27 @@ class StoredFile:
 
 
 @dataclass(frozen=True)
+class InputLimits:
+    """The operator's input limits in force when the job was submitted.
+
+    They are checked once, at submit, and travel with the job: every later step (the
+    worker's decoders included) honours these, never defaults of its own, so raising
+    ``--max-megapixels`` or ``--max-sources`` takes effect everywhere.
+    """
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_sources: int = 8
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> InputLimits:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: int(v) for k, v in (data or {}).items() if k in known})
+
+
+@dataclass(frozen=True)
 class JobSpec:
-    """What to run: the task ``kind``, the stored inputs, the flat options, the output name."""
+    """What to run: the task ``kind``, the stored inputs, the flat options, the output name,
+    and the input limits it was accepted under."""
 
     kind: str = "swap"
     sources: tuple[StoredFile, ...] = ()
@@ -77,6 +100,8 @@ class JobSpec:
     reference: StoredFile | None = None
     options: dict[str, Any] = field(default_factory=dict)
     output: str = "result"
+    limits: InputLimits = field(default_factory=InputLimits)
+    version: int = SPEC_VERSION
 
     @property
     def inputs(self) -> list[StoredFile]:
@@ -99,6 +124,7 @@ class JobSpec:
             reference=stored(data.get("reference")),
             options=dict(data.get("options") or {}),
             output=data.get("output", "result"),
+            limits=InputLimits.from_dict(data.get("limits")),
         )
 
     @classmethod

@@ -14,24 +14,24 @@ from typing import Any
 
 from engine import imageio
 from engine.errors import InvalidInput, InvalidOptions
+from scheduler.jobs import InputLimits
 from scheduler.tasks import SCHEDULER_OPTION_KEYS, Submission, TaskContext, Upload, task
 
-MAX_SOURCES = 8
 IMAGE_OUTPUT = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".png", "tiff": ".png"}
 
 
-def image_format(upload: Upload, what: str) -> str:
+def image_format(upload: Upload, what: str, limits: InputLimits) -> str:
     """The sniffed format of an image upload, after checking its header and pixel count."""
     name = f"{what} ({upload.original})" if upload.original else what
     if upload.size == 0:
         raise InvalidInput(f"{name}: the file is empty (0 bytes)")
     if upload.path is not None:
         try:
-            header = imageio.read_header(upload.path)
+            header = imageio.read_header(upload.path, max_pixels=limits.max_pixels)
         except InvalidInput as exc:
             raise InvalidInput(f"{what}: {exc.message}") from None
         return header.format
-    return imageio.header_from_bytes(upload.data or b"", name, imageio.DEFAULT_MAX_PIXELS).format
+    return imageio.header_from_bytes(upload.data or b"", name, limits.max_pixels).format
 
 
 def check_video(upload: Upload) -> None:
@@ -60,12 +60,13 @@ def check_video(upload: Upload) -> None:
 
 
 def validate_swap(submission: Submission) -> None:
+    limits = submission.limits
     if not submission.sources:
         raise InvalidInput("at least one source image is required")
-    if len(submission.sources) > MAX_SOURCES:
-        raise InvalidInput(f"at most {MAX_SOURCES} source images are allowed")
+    if len(submission.sources) > limits.max_sources:
+        raise InvalidInput(f"at most {limits.max_sources} source images are allowed")
     for number, source in enumerate(submission.sources, start=1):
-        image_format(source, f"source {number}")
+        image_format(source, f"source {number}", limits)
     if submission.target is None:
         raise InvalidInput("a target image or video is required")
     if submission.target.size == 0:
@@ -73,9 +74,9 @@ def validate_swap(submission: Submission) -> None:
     if imageio.sniff_image_format(submission.target.head) in (None, "gif"):
         check_video(submission.target)
     else:
-        image_format(submission.target, "target")
+        image_format(submission.target, "target", limits)
     if submission.reference is not None:
-        image_format(submission.reference, "reference")
+        image_format(submission.reference, "reference", limits)
     options = submission.options
     if (
         options.get("selector") == "reference"
@@ -134,6 +135,7 @@ def run_swap(ctx: TaskContext) -> dict[str, Any]:
         content_threshold=ctx.settings.get("content_threshold", DEFAULT_CONTENT_THRESHOLD),
         stamp=prepare_stamp(data_dir, ctx.job_id) if data_dir else None,
         gate_images=bool(ctx.settings.get("gate_images", True)),
+        max_pixels=ctx.spec.limits.max_pixels,
     )
     result = run_job(warm_engine(ctx), request, ctx.progress, ctx.cancel)
     return {

@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.errors import InvalidOptions
 from engine.progress import CancelToken, ProgressCallback, ignore_progress
-from scheduler.jobs import JobSpec, StoredFile
+from scheduler.jobs import InputLimits, JobSpec, StoredFile
 
 # Option keys that belong to the scheduler and studio; the engine passes them through untouched.
 SCHEDULER_OPTION_KEYS = ("priority", "callback_url", "consent", "idempotency_key", "batch_id")
@@ -47,6 +47,7 @@ class Submission:
     target: Upload | None
     reference: Upload | None
     options: dict[str, Any]
+    limits: InputLimits = field(default_factory=InputLimits)
 
 
 @dataclass

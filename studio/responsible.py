@@ -77,8 +77,9 @@ class ScoreCache:
 class SubmitContentGate:
     """The content gate as a studio submit check, with one warm CPU session."""
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, max_pixels: int) -> None:
         self.threshold = threshold
+        self.max_pixels = max_pixels  # the operator's limit, already checked on the headers
         self.scores = ScoreCache()
         self._gate: ContentGate | None = None
         self._lock = threading.Lock()
@@ -136,7 +137,8 @@ class SubmitContentGate:
         from engine import imageio
         from engine.safety.gate import INPUT_SIDE
 
-        return self.gate().score(imageio.decode_image(data, name, reduce_to=INPUT_SIDE))
+        image = imageio.decode_image(data, name, self.max_pixels, reduce_to=INPUT_SIDE)
+        return self.gate().score(image)
 
     async def __call__(self, request: SubmitRequest) -> None:
         check_consent_option(request.options)

@@ -134,7 +134,7 @@ def test_submit_gate_scores_close_to_a_full_decode_and_remembers_files(tmp_path)
     same_face = tmp_path / "same-face.png"
     same_face.write_bytes(TOM_HANKS.read_bytes())
 
-    submit_gate = SubmitContentGate(threshold=0.8)
+    submit_gate = SubmitContentGate(threshold=0.8, max_pixels=40_000_000)
     try:
         scores = submit_gate.score_files(
             [("target (photo.jpg)", photo), ("source 1", face), ("source 2", same_face)]

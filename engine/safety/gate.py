@@ -242,15 +242,17 @@ class ContentGate:
         target: str | Path,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        max_pixels: int = imageio.DEFAULT_MAX_PIXELS,
     ) -> list[GateReport]:
         """Check every source image and the target (image or video) before a job is accepted."""
         reports = []
         for number, source in enumerate(sources, start=1):
-            image = imageio.load_image(source)
+            image = imageio.load_image(source, max_pixels=max_pixels)
             reports.append(self.check_image(image, f"source {number} ({Path(source).name})"))
         target = Path(target)
         if is_image_file(target):
-            reports.append(self.check_image(imageio.load_image(target), f"target ({target.name})"))
+            image = imageio.load_image(target, max_pixels=max_pixels)
+            reports.append(self.check_image(image, f"target ({target.name})"))
         else:
             reports.append(self.check_video(target, f"target ({target.name})", progress, cancel))
         return reports

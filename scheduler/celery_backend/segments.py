@@ -90,14 +90,15 @@ def run_segment(ctx: TaskContext, segment_data: dict[str, Any], workdir: Path) -
     options = parse(ctx.spec.options)
     output_options = options.output.validate()
     engine = warm_engine(ctx)
-    sources = load_sources(ctx.sources)
+    sources = load_sources(ctx.sources, ctx.spec.limits.max_pixels)
     if segment.index == 0:
         threshold = ctx.settings.get("content_threshold", DEFAULT_CONTENT_THRESHOLD)
         if threshold is not None:
             ctx.progress(Progress(stage="gate", done=0, total=None))
             gate = engine.content_gate(threshold)
             gate.check_inputs(ctx.sources, ctx.target, progress=ctx.progress, cancel=ctx.cancel)
-    reference = imageio.load_image(ctx.reference) if ctx.reference else None
+    limit = ctx.spec.limits.max_pixels
+    reference = imageio.load_image(ctx.reference, max_pixels=limit) if ctx.reference else None
     first = read_frame(ctx.target, 0) if options.swap.selector == "reference" else None
     processor = engine.prepare(sources, options.swap, reference, reference_target=first)
     data_dir = ctx.settings.get("data_dir")
