@@ -123,7 +123,7 @@ def parse_options(raw: dict[str, Any] | None, extra_keys: tuple[str, ...] = ()) 
             extra[key] = value
         else:
             known = sorted([*swap_fields, *output_fields, *extra_keys])
-            raise InvalidOptions(f"unknown option {key!r}; known options: {', '.join(known)}")
+            raise InvalidOptions(f"unknown option {shown(key)}; known options: {', '.join(known)}")
     return ParsedOptions(
         swap=SwapOptions(**swap_kwargs).validate(),
         output=OutputOptions(**output_kwargs).validate(),
@@ -141,50 +141,68 @@ def _coerce(key: str, value: Any, spec: dataclasses.Field) -> Any:
     if value is None:
         if "None" in kind:
             return None
-        raise InvalidOptions(f"option {key!r} may not be null")
+        raise InvalidOptions(f"option {shown(key)} may not be null")
     if kind.startswith("bool"):
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
-        raise InvalidOptions(f"option {key!r} must be true or false, not {value!r}")
+        raise InvalidOptions(f"option {shown(key)} must be true or false, not {shown(value)}")
     if kind.startswith("int"):
         if isinstance(value, bool) or not _is_integral(value):
-            raise InvalidOptions(f"option {key!r} must be an integer, not {value!r}")
+            raise InvalidOptions(f"option {shown(key)} must be an integer, not {shown(value)}")
         return int(value)
     if kind.startswith("float"):
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise InvalidOptions(f"option {key!r} must be a number, not {value!r}") from None
+            raise InvalidOptions(
+                f"option {shown(key)} must be a number, not {shown(value)}"
+            ) from None
         if isinstance(value, bool) or number != number:
-            raise InvalidOptions(f"option {key!r} must be a number, not {value!r}")
+            raise InvalidOptions(f"option {shown(key)} must be a number, not {shown(value)}")
         return number
     if not isinstance(value, str):
-        raise InvalidOptions(f"option {key!r} must be a string, not {value!r}")
+        raise InvalidOptions(f"option {shown(key)} must be a string, not {shown(value)}")
     return value.strip()
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """A value as a message may show it: short, and never a huge number's full digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**limit:
+        return "a number too large"
+    text = (
+        repr(value) if isinstance(value, str | int | float | bool | None) else type(value).__name__
+    )
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+MAX_INTEGER_DIGITS = 18  # every integer option is far smaller; longer ones are refused unread
 
 
 def _is_integral(value: Any) -> bool:
     if isinstance(value, int):
-        return True
+        return abs(value) < 10**MAX_INTEGER_DIGITS
     if isinstance(value, float):
-        return value.is_integer()
+        return value.is_integer() and abs(value) < 10**MAX_INTEGER_DIGITS
     if isinstance(value, str):
-        return value.strip().lstrip("-").isdigit()
+        digits = value.strip().lstrip("-")
+        return digits.isdigit() and len(digits) <= MAX_INTEGER_DIGITS
     return False
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise InvalidOptions(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise InvalidOptions(f"{name} must be one of {', '.join(choices)}; got {shown(value)}")
 
 
 def _number(name: str, value: float, low: float, high: float) -> None:
     if not (low <= value <= high):
-        raise InvalidOptions(f"{name} must be between {low:g} and {high:g}; got {value!r}")
+        raise InvalidOptions(f"{name} must be between {low:g} and {high:g}; got {shown(value)}")
 
 
 def _integer(name: str, value: int, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not (low <= value <= high):
-        raise InvalidOptions(f"{name} must be an integer between {low} and {high}; got {value!r}")
+        raise InvalidOptions(
+            f"{name} must be an integer between {low} and {high}; got {shown(value)}"
+        )

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from scheduler.errors import InvalidTransition, JobNotFound, SchedulerStopped
 from scheduler.events import DELETED, EventBus, JobEvent, Subscription
 from scheduler.executor import Executor
 from scheduler.files import InputFile, JobFiles, safe_extension
-from scheduler.jobs import Job, JobSpec, JobStatus, StoredFile
+from scheduler.jobs import InputLimits, Job, JobSpec, JobStatus, StoredFile
 from scheduler.progress_gate import EVENT_RATE, worker_interval
 from scheduler.retention import RetentionPolicy, SweepReport, sweep
 from scheduler.retry import RetryPolicy
@@ -69,6 +70,8 @@ class SchedulerConfig:
     synchronous: str = "FULL"
     durable_files: bool = True
     split_video: bool = False  # a long video's segments run on several slots at once
+    # The operator's input limits, checked at submit and carried by every job's spec.
+    input_limits: InputLimits = field(default_factory=InputLimits)
 
     def __post_init__(self) -> None:
         if not self.devices:
@@ -246,7 +249,8 @@ class Scheduler:
         ]
         target_upload = self._upload("target", target, "target") if target else None
         reference_upload = self._upload("reference", reference, "reference") if reference else None
-        submission = Submission(source_uploads, target_upload, reference_upload, options)
+        limits = self.config.input_limits
+        submission = Submission(source_uploads, target_upload, reference_upload, options, limits)
         if task_kind.validate is not None:
             await asyncio.to_thread(task_kind.validate, submission)
         await self.store.check_limits(owner, self.limits)
@@ -264,6 +268,7 @@ class Scheduler:
             reference=reference_file,
             options=options,
             output=task_kind.output_name(submission),
+            limits=limits,
         )
         copies = [InputFile(item.name, _data(upload), hand_over_files) for item, upload in stored]
         if target_file and target_upload:
@@ -469,21 +474,47 @@ def _check_key(key: str) -> None:
 
 
 def _check_priority(value: Any) -> int:
+    """An integer in [-MAX_PRIORITY, MAX_PRIORITY]; integral floats and digit strings count.
+
+    Anything else (booleans, NaN, infinities, fractions, huge numbers, other types)
+    is an ``InvalidOptions``, never an ``OverflowError`` or a number SQLite cannot store."""
     if value is None:
         return 0
+    not_integer = InvalidOptions(f"priority must be an integer; got {_describe(value)}")
     if isinstance(value, bool) or not isinstance(value, int | str | float):
-        raise InvalidOptions(f"priority must be an integer; got {value!r}")
-    try:
-        number = int(str(value).strip()) if not isinstance(value, float) else int(value)
-    except ValueError:
-        raise InvalidOptions(f"priority must be an integer; got {value!r}") from None
-    if isinstance(value, float) and not value.is_integer():
-        raise InvalidOptions(f"priority must be an integer; got {value!r}")
+        raise not_integer
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise not_integer
+        number = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if not digits.isascii() or not digits.isdigit():
+            raise not_integer
+        if len(digits) > 20:
+            raise InvalidOptions(
+                f"priority must be between {-MAX_PRIORITY} and {MAX_PRIORITY}; "
+                f"got {_describe(value)}"
+            )
+        number = int(text)
+    else:
+        number = value
     if not -MAX_PRIORITY <= number <= MAX_PRIORITY:
         raise InvalidOptions(
-            f"priority must be between {-MAX_PRIORITY} and {MAX_PRIORITY}; got {number}"
+            f"priority must be between {-MAX_PRIORITY} and {MAX_PRIORITY}; got {_describe(value)}"
         )
     return number
+
+
+def _describe(value: Any) -> str:
+    """A short, safe rendering of a refused value for an error message."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    if isinstance(value, bool | int | float | str):
+        text = repr(value)
+        return text if len(text) <= 40 else f"{text[:30]}… ({len(text)} characters)"
+    return f"a {type(value).__name__}"
 
 
 def _check_options(options: Mapping[str, Any] | None, kind_keys: tuple[str, ...]) -> dict:

@@ -29,6 +29,7 @@ from studio.config import (
     env_host,
     env_port,
     on_spaces,
+    on_zerogpu,
     parse_auth,
 )
 
@@ -42,9 +43,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     backend = parser.add_argument_group("scale-out (Celery workers behind a broker)")
     backend.add_argument(
         "--backend",
-        choices=("local", "celery"),
-        default="local",
-        help="run jobs in local worker processes (default) or on Celery workers",
+        choices=("local", "celery", "zerogpu"),
+        default=None,
+        help="run jobs in local worker processes (default), on Celery workers, or in "
+        "@spaces.GPU calls (the default on a ZeroGPU Space, where SPACES_ZERO_GPU is set)",
     )
     backend.add_argument("--broker", default=None, help="broker URL, e.g. redis://HOST:6379/0")
     backend.add_argument(
@@ -122,7 +124,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     access.add_argument(
         "--require-api-key",
         action="store_true",
-        help="refuse API calls without a key even on 127.0.0.1",
+        help="no anonymous owner anywhere: the API needs a key, the UI a login "
+        "(--auth, or an API key's name and key)",
     )
     access.add_argument(
         "--auth",
@@ -139,6 +142,18 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     uploads.add_argument("--max-video-seconds", type=float, default=600.0)
     uploads.add_argument("--max-sources", type=int, default=8)
     uploads.add_argument("--max-batch", type=int, default=20, help="targets per UI submission")
+    uploads.add_argument(
+        "--ui-cache-hours",
+        type=float,
+        default=2.0,
+        help="UI uploads and face crops left in Gradio's cache are deleted after this long",
+    )
+    uploads.add_argument(
+        "--ui-cache-gb",
+        type=float,
+        default=10.0,
+        help="room for UI uploads waiting in Gradio's cache, all visitors together",
+    )
     hooks = parser.add_argument_group("webhooks")
     hooks.add_argument(
         "--webhook-allow",
@@ -198,13 +213,15 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         limits=limits,
         webhooks=webhooks,
         ui=not args.no_ui,
-        backend=args.backend,
+        backend=args.backend or ("zerogpu" if on_zerogpu() else "local"),
         broker_url=args.broker,
         redis_url=args.redis,
         celery_queue=args.queue,
         max_in_flight=args.max_in_flight,
         split_video=args.split_video,
         content_threshold=args.content_threshold,
+        ui_cache_hours=args.ui_cache_hours,
+        ui_cache_gb=args.ui_cache_gb,
     )
 
 
@@ -298,6 +315,11 @@ def add_keys_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
         "create", parents=[common], help="create a key and print it (shown once)"
     )
     create.add_argument("name")
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="the operator's key: may also download models (in the UI, log in with it)",
+    )
     sub.add_parser(
         "list", parents=[common], help="list active keys (names and prefixes, never the keys)"
     )
@@ -316,8 +338,9 @@ def keys_command(args: argparse.Namespace) -> int:
     try:
         keys = KeyStore(db)
         if args.keys_action == "create":
-            created = keys.create(args.name)
-            print(f"Created API key {created.key.name!r} (owner {created.key.owner}).")
+            created = keys.create(args.name, admin=args.admin)
+            role = "admin key" if created.key.admin else "API key"
+            print(f"Created {role} {created.key.name!r} (owner {created.key.owner}).")
             print(f"Webhook signing secret: {created.webhook_secret}")
             print(
                 "Store the key now; it is not shown again. Use it as: Authorization: Bearer <key>"
@@ -328,7 +351,7 @@ def keys_command(args: argparse.Namespace) -> int:
             if not rows:
                 print("no API keys")
             for key in rows:
-                print(f"{key.name}\t{key.prefix}…\t{key.owner}")
+                print(f"{key.name}\t{key.prefix}…\t{key.owner}" + ("\tadmin" if key.admin else ""))
         elif args.keys_action == "revoke":
             key = keys.revoke(args.name)
             print(f"revoked {key.name} ({key.prefix}…)")

@@ -69,7 +69,8 @@ class StudioConfig:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     ui: bool = True
     shutdown_grace_seconds: float = 5.0
-    # Execution backend: "local" worker processes, or "celery" workers behind a broker.
+    # Execution backend: "local" worker processes, "celery" workers behind a broker, or
+    # "zerogpu" (@spaces.GPU calls on a Hugging Face ZeroGPU Space, scheduler.zerogpu).
     backend: str = "local"
     broker_url: str | None = None
     redis_url: str | None = None  # progress pub/sub and worker registry; defaults to the broker
@@ -78,6 +79,9 @@ class StudioConfig:
     split_video: bool = False
     # Content gate: inputs scoring above this (open_nsfw probability) are refused.
     content_threshold: float = 0.8
+    # Files in Gradio's cache (UI uploads, face crops) are deleted after this long at most.
+    ui_cache_hours: float = 2.0
+    ui_cache_gb: float = 10.0  # uploads waiting in that cache, all visitors together
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -93,14 +97,16 @@ class StudioConfig:
             raise InvalidOptions(f"log format must be text or json; got {self.log_format!r}")
         if self.max_queued < 1 or self.max_queued_per_owner < 1:
             raise InvalidOptions("queue limits must be at least 1")
-        if self.backend not in ("local", "celery"):
-            raise InvalidOptions(f"backend must be local or celery; got {self.backend!r}")
+        if self.backend not in ("local", "celery", "zerogpu"):
+            raise InvalidOptions(f"backend must be local, celery or zerogpu; got {self.backend!r}")
         if self.backend == "celery" and not self.broker_url:
             raise InvalidOptions("--backend celery needs --broker URL (redis://… or amqp://…)")
         if not 0.0 < self.content_threshold <= 1.0:
             raise InvalidOptions("content threshold must be above 0 and at most 1")
         if self.max_in_flight < 1:
             raise InvalidOptions("max in flight must be at least 1")
+        if not self.ui_cache_hours > 0 or not self.ui_cache_gb > 0:
+            raise InvalidOptions("the UI cache's lifetime and size must be above 0")
 
     @property
     def studio_dir(self) -> Path:
@@ -121,6 +127,22 @@ class StudioConfig:
         is checked per request, since ``keys create`` may run while the server does.)
         """
         return self.loopback and not self.share and not self.require_api_key and not self.auth
+
+    @property
+    def ui_login(self) -> bool:
+        """Whether the UI asks for a login (``--auth`` users, or API keys): no anonymous owner."""
+        return bool(self.auth) or self.require_api_key
+
+    @property
+    def check_host(self) -> bool:
+        """Loopback servers answer only to local names (DNS rebinding); a share tunnel
+        reaches them under its own name."""
+        return self.loopback and not self.share
+
+    @property
+    def ui_cache_dir(self) -> Path:
+        """Gradio's cache of UI uploads and outputs: the studio's own, emptied at start."""
+        return self.studio_dir / "ui-cache"
 
     @property
     def base_url(self) -> str:
@@ -160,6 +182,11 @@ def env_port(default: int = DEFAULT_PORT) -> int:
 def on_spaces() -> bool:
     """True on a Hugging Face Space (the platform sets ``SPACE_ID``)."""
     return bool(os.environ.get("SPACE_ID"))
+
+
+def on_zerogpu() -> bool:
+    """True on a ZeroGPU Space: the platform sets ``SPACES_ZERO_GPU`` (read as spaces does)."""
+    return (os.environ.get("SPACES_ZERO_GPU") or "").lower() in ("1", "t", "true")
 
 
 def parse_auth(values: list[str] | None) -> tuple[tuple[str, str], ...]:

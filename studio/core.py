@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import logging
 import re
 import secrets
@@ -24,7 +25,7 @@ from engine.errors import EngineError, InvalidInput, InvalidOptions
 from engine.models.manager import ModelManager, default_models_dir
 from engine.options import parse_options
 from scheduler.events import DELETED, PROGRESS, JobEvent
-from scheduler.jobs import Job, JobStatus
+from scheduler.jobs import InputLimits, Job, JobStatus
 from scheduler.retention import RetentionPolicy
 from scheduler.service import Scheduler, SchedulerConfig
 from scheduler.tasks import SCHEDULER_OPTION_KEYS
@@ -32,6 +33,7 @@ from studio import limits
 from studio.config import StudioConfig
 from studio.db import open_db
 from studio.errors import ApiError
+from studio.gradio_guard import CacheRegistry
 from studio.identity import (
     COOKIE_NAME,
     LOCAL_OWNER,
@@ -39,7 +41,6 @@ from studio.identity import (
     Principal,
     bearer_token,
     browser_owner,
-    same_origin,
 )
 from studio.metrics import StudioMetrics
 from studio.responsible import SubmitContentGate
@@ -113,7 +114,12 @@ class PreviewCache:
 
 
 def build_scheduler(config: StudioConfig) -> Scheduler:
-    """The scheduler with the configured execution backend (local processes or Celery)."""
+    """The scheduler with the configured execution backend (local processes, Celery, or
+    ZeroGPU calls)."""
+    if config.backend == "zerogpu":
+        from scheduler.zerogpu import zerogpu_scheduler
+
+        return zerogpu_scheduler(scheduler_config(config))
     if config.backend != "celery":
         return Scheduler(scheduler_config(config))
     from scheduler.celery_backend import make_executor, scheduler_devices
@@ -150,6 +156,7 @@ def scheduler_config(config: StudioConfig) -> SchedulerConfig:
             "gate_images": False,  # gated at submit (studio.responsible); videos in the worker
         },
         max_input_bytes=config.limits.max_file_bytes,
+        input_limits=InputLimits(config.limits.max_pixels, config.limits.max_sources),
     )
 
 
@@ -162,7 +169,7 @@ class Studio:
         self.db = open_db(config.studio_dir)
         self.keys = KeyStore(self.db)
         self.signer = ShareSigner(self.db.secret("share_secret"))
-        self.metrics = StudioMetrics()
+        self.metrics = StudioMetrics(data_dir=config.data_dir, backend=config.backend)
         self.outbox = Outbox(self.db)
         self.guard = WebhookGuard(config.webhooks.allow)
         self.webhooks = WebhookWorker(
@@ -176,12 +183,18 @@ class Studio:
         self.models = ModelManager(config.models_dir or default_models_dir(config.data_dir))
         self.previews = PreviewCache()
         self.uploads_dir = config.studio_dir / "uploads"
+        self.ui_files = CacheRegistry(
+            config.ui_cache_dir,
+            config.ui_cache_hours * 3600.0,
+            int(config.ui_cache_gb * 1e9),
+        )
         self.shutting_down = asyncio.Event()
-        self.content_gate = SubmitContentGate(config.content_threshold)
+        self.content_gate = SubmitContentGate(config.content_threshold, config.limits.max_pixels)
         self.submit_checks: list[SubmitCheck] = [self.content_gate]
         self.gradio_app: Any = None  # set once Gradio is mounted (for --auth logins)
         self._pump_task: asyncio.Task | None = None
         self._warm_task: asyncio.Task | None = None
+        self._expire_task: asyncio.Task | None = None
         self._face_engine: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started = False
@@ -194,6 +207,8 @@ class Studio:
         for stale in self.uploads_dir.iterdir():  # temporary uploads of a previous run
             with contextlib.suppress(OSError):
                 stale.unlink()
+        await asyncio.to_thread(self.ui_files.reset)  # nobody owns a previous run's UI files
+        self._expire_task = asyncio.create_task(self._expire_ui_files(), name="ui-cache")
         await self.scheduler.start()
         subscription = self.scheduler.subscribe()
         self._pump_task = asyncio.create_task(self._pump(subscription), name="studio-events")
@@ -214,6 +229,19 @@ class Studio:
         except Exception as exc:  # submissions will report it, clearly, to the submitter
             log.warning("content gate not ready: %s", exc)
 
+    async def _expire_ui_files(self) -> None:
+        """Gradio's cache is cleared on a schedule: nothing stays past its maximum age."""
+        period = min(600.0, self.ui_files.max_age / 4)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                removed = await asyncio.to_thread(self.ui_files.expire)
+            except Exception:
+                log.exception("UI cache clean-up failed")
+                continue
+            if removed:
+                log.info("UI cache: %d expired file(s) removed", removed)
+
     def begin_shutdown(self) -> None:
         """Ends event streams (ours and Gradio's heartbeats) at once, so open browsers do
         not hold the shutdown up. Safe to call from a signal handler."""
@@ -232,7 +260,7 @@ class Studio:
         self.begin_shutdown()
         await self.webhooks.stop()
         await self.scheduler.stop(graceful=True)
-        for task in (self._pump_task, self._warm_task):
+        for task in (self._pump_task, self._warm_task, self._expire_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -251,7 +279,9 @@ class Studio:
         return list(self.scheduler.executor.describe().get("workers") or [])
 
     def principal(self, request) -> Principal:
-        """Who sent an API request; raises 401/403 ``ApiError`` otherwise."""
+        """Who sent an API request; raises 401 ``ApiError`` otherwise.
+
+        Cross-site and foreign-host requests never get here (``studio.http_guard``)."""
         token = bearer_token(request.headers.get("authorization"))
         if token is not None:
             key = self.keys.authenticate(token)
@@ -262,16 +292,12 @@ class Studio:
                     "invalid or revoked API key",
                     {"WWW-Authenticate": "Bearer"},
                 )
-            return Principal(key.owner, "key", key.name)
-        owner = self.browser_owner(request.cookies, self._gradio_user(request))
-        if owner is not None:
-            if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(
-                request.headers.get("origin"), request.headers.get("host")
-            ):
-                raise ApiError(403, "forbidden", "cross-site request refused")
-            return Principal(owner, "user" if owner.startswith("user:") else "browser")
-        if self.config.api_open and not self.keys.any_active():
-            return Principal(LOCAL_OWNER, "local")
+            return Principal(key.owner, "key", key.name, operator=key.admin)
+        principal = self.ui_principal(request.cookies, self._gradio_user(request))
+        if principal is not None:
+            return principal
+        if self.open_local_mode():
+            return Principal(LOCAL_OWNER, "local", operator=True)
         raise ApiError(
             401,
             "unauthorized",
@@ -280,15 +306,50 @@ class Studio:
             {"WWW-Authenticate": "Bearer"},
         )
 
-    def browser_owner(self, cookies: dict, username: str | None) -> str | None:
-        """The owner of a browser: its login under ``--auth``, else its owner cookie."""
-        if self.config.auth:
-            return f"user:{username}" if username else None
-        return browser_owner(cookies.get(COOKIE_NAME))
+    def open_local_mode(self) -> bool:
+        """Loopback-only, no key, no login: whoever can connect is on this machine."""
+        return self.config.api_open and not self.keys.any_active()
+
+    def ui_principal(self, cookies, username: str | None) -> Principal | None:
+        """The owner of a browser: its login (``--auth`` or an API key), else its cookie.
+
+        Under ``--auth`` or ``--require-api-key`` a cookie alone is never an owner."""
+        if self.config.ui_login:
+            if not username:
+                return None
+            if username in dict(self.config.auth):
+                return Principal(f"user:{username}", "user", operator=True)
+            key = self.keys.active(username)
+            if key is None:  # revoked since the login
+                return None
+            return Principal(key.owner, "key", key.name, operator=key.admin)
+        owner = browser_owner(cookies.get(COOKIE_NAME))
+        if owner is None:
+            return None
+        return Principal(owner, "browser", operator=self.open_local_mode())
+
+    def browser_owner(self, cookies, username: str | None) -> str | None:
+        """The owner id of a browser (see ``ui_principal``), or None."""
+        principal = self.ui_principal(cookies, username)
+        return principal.owner if principal else None
+
+    def ui_owner(self, request) -> str | None:
+        """The owner of a request to the UI's own routes (Gradio's uploads and events)."""
+        return self.browser_owner(request.cookies, self._gradio_user(request))
+
+    def check_login(self, username: str, password: str) -> bool:
+        """Gradio's login form: an ``--auth`` user, or an API key's name and the key."""
+        users = dict(self.config.auth)
+        if username in users:
+            return hmac.compare_digest(users[username].encode(), password.encode())
+        if not self.config.require_api_key:
+            return False
+        key = self.keys.authenticate(password)
+        return key is not None and key.name == username
 
     def _gradio_user(self, request) -> str | None:
         app = self.gradio_app
-        if not self.config.auth or app is None:
+        if not self.config.ui_login or app is None:
             return None
         cookie_id = getattr(app, "cookie_id", "")
         token = request.cookies.get(f"access-token-{cookie_id}") or request.cookies.get(
@@ -326,6 +387,8 @@ class Studio:
         batch = options.get("batch_id")
         if batch is not None and (not isinstance(batch, str) or not _BATCH_RE.match(batch)):
             raise InvalidOptions("batch_id must be 1-64 letters, digits, '-' or '_'")
+        if batch is not None:
+            await self.check_batch_size(request.owner, batch, adding=1)
         callback = options.get("callback_url")
         if callback is not None:
             await self.guard.check(callback)
@@ -351,6 +414,16 @@ class Studio:
             else None,
             hand_over_files=request.private_files,
         )
+
+    async def check_batch_size(self, owner: str, batch_id: str | None, adding: int) -> None:
+        """``--max-batch``: a batch (the targets of one submission) has a bounded size."""
+        limit = self.config.limits.max_batch
+        held = len(await self.batch_jobs(owner, batch_id)) if batch_id else 0
+        if held + adding > limit:
+            raise InvalidInput(
+                f"a batch holds at most {limit} targets (--max-batch); "
+                f"this one would hold {held + adding}"
+            )
 
     def _check_files(self, request: SubmitRequest) -> list[limits.CheckedUpload]:
         cfg = self.config.limits

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS webhook_outbox (
 CREATE INDEX IF NOT EXISTS webhook_outbox_due
     ON webhook_outbox(status, next_attempt_at);
 """
+# Migrations from each older version, in order (index 0 upgrades version 1 to 2).
+_MIGRATIONS = (
+    # 2: admin keys (`keys create NAME --admin`) may download models on a public server.
+    "ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;",
+)
 
 
 class StudioDB:
@@ -67,8 +72,12 @@ class StudioDB:
         self._conn.execute("PRAGMA busy_timeout=5000")
         with self.transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA_VERSION:
+            if version < 1:
                 db.executescript_safe(_SCHEMA)
+                version = 1
+            for script in _MIGRATIONS[version - 1 :]:
+                db.executescript_safe(script)
+            if version < SCHEMA_VERSION:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager

@@ -17,8 +17,8 @@ password hash would add nothing.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
-import hmac
 import re
 import secrets
 import sqlite3
@@ -46,6 +46,7 @@ class Principal:
     owner: str
     kind: str  # "key" | "browser" | "user" | "local"
     key_name: str | None = None
+    operator: bool = False  # may act for the installation (download models)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ApiKey:
     prefix: str
     created_at: float
     revoked_at: float | None
+    admin: bool = False  # the operator's: may download models on a public server
 
     @property
     def owner(self) -> str:
@@ -68,6 +70,13 @@ class CreatedKey:
     key: ApiKey
     token: str
     webhook_secret: str
+
+
+_KEY_COLUMNS = "id, name, prefix, created_at, revoked_at, admin"
+
+
+def _key(row: tuple) -> ApiKey:
+    return ApiKey(*row[:5], admin=bool(row[5]))
 
 
 def hash_token(token: str) -> str:
@@ -85,7 +94,7 @@ class KeyStore:
     def __init__(self, db: StudioDB) -> None:
         self.db = db
 
-    def create(self, name: str) -> CreatedKey:
+    def create(self, name: str, admin: bool = False) -> CreatedKey:
         if not _NAME_RE.match(name or ""):
             raise InvalidOptions(
                 f"invalid key name {name!r}: use 1-64 letters, digits, '.', '_', '-' or '@'"
@@ -97,14 +106,23 @@ class KeyStore:
             prefix=token[: len(KEY_PREFIX) + 6],
             created_at=time.time(),
             revoked_at=None,
+            admin=admin,
         )
         webhook_secret = new_webhook_secret()
         try:
             with self.db.transaction() as db:
                 db.execute(
-                    "INSERT INTO api_keys(id, name, hash, prefix, webhook_secret, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (key.id, name, hash_token(token), key.prefix, webhook_secret, key.created_at),
+                    "INSERT INTO api_keys(id, name, hash, prefix, webhook_secret, created_at, admin)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        key.id,
+                        name,
+                        hash_token(token),
+                        key.prefix,
+                        webhook_secret,
+                        key.created_at,
+                        int(admin),
+                    ),
                 )
         except sqlite3.IntegrityError:
             raise InvalidOptions(
@@ -114,35 +132,38 @@ class KeyStore:
 
     def list(self, include_revoked: bool = False) -> list[ApiKey]:
         where = "" if include_revoked else "WHERE revoked_at IS NULL"
-        rows = self.db.query(
-            f"SELECT id, name, prefix, created_at, revoked_at FROM api_keys {where} "
-            "ORDER BY created_at"
-        )
-        return [ApiKey(*row) for row in rows]
+        rows = self.db.query(f"SELECT {_KEY_COLUMNS} FROM api_keys {where} ORDER BY created_at")
+        return [_key(row) for row in rows]
 
     def revoke(self, name: str) -> ApiKey:
         with self.db.transaction() as db:
             row = db.execute(
-                "SELECT id, name, prefix, created_at FROM api_keys "
-                "WHERE name = ? AND revoked_at IS NULL",
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE name = ? AND revoked_at IS NULL",
                 (name,),
             ).fetchone()
             if row is None:
                 raise InvalidOptions(f"no active key named {name!r}")
             now = time.time()
             db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now, row[0]))
-        return ApiKey(*row, revoked_at=now)
+        return dataclasses.replace(_key(row), revoked_at=now)
 
     def authenticate(self, token: str) -> ApiKey | None:
         """The active key whose token this is, or None."""
         if not token.startswith(KEY_PREFIX):
             return None
         rows = self.db.query(
-            "SELECT id, name, prefix, created_at, revoked_at FROM api_keys "
-            "WHERE hash = ? AND revoked_at IS NULL",
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE hash = ? AND revoked_at IS NULL",
             (hash_token(token),),
         )
-        return ApiKey(*rows[0]) if rows else None
+        return _key(rows[0]) if rows else None
+
+    def active(self, name: str) -> ApiKey | None:
+        """The active key of this name (a UI login made with a key names it)."""
+        rows = self.db.query(
+            f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE name = ? AND revoked_at IS NULL",
+            (name,),
+        )
+        return _key(rows[0]) if rows else None
 
     def any_active(self) -> bool:
         return bool(self.db.query("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1"))
@@ -179,16 +200,6 @@ def bearer_token(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()
-
-
-def same_origin(origin: str | None, host: str | None) -> bool:
-    """True when a browser's ``Origin`` names this host (or there is no Origin)."""
-    if not origin:
-        return True
-    if origin == "null" or not host:
-        return False
-    netloc = origin.split("://", 1)[-1].rstrip("/")
-    return hmac.compare_digest(netloc.lower(), host.lower())
 
 
 class OwnerCookieMiddleware:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 
 import gradio as gr
 from fastapi import FastAPI
@@ -21,6 +22,8 @@ from studio.api import build_router
 from studio.config import StudioConfig, on_spaces
 from studio.core import Studio
 from studio.errors import install_handlers
+from studio.gradio_guard import GradioFileGuard
+from studio.http_guard import HostAndOriginGuard
 from studio.identity import OwnerCookieMiddleware
 
 log = logging.getLogger("studio.server")
@@ -65,15 +68,33 @@ def build_app(config: StudioConfig, studio: Studio | None = None) -> FastAPI:
         return Response(studio.metrics.render(), media_type=studio.metrics.content_type)
 
     app.mount(ui.STATIC_URL, StaticFiles(directory=ui.STATIC_DIR), name="studio-static")
-    same_site = "none" if on_spaces() else "lax"
-    app.add_middleware(OwnerCookieMiddleware, same_site=same_site)
     if config.ui:
         _mount_ui(app, studio)
+    # Middleware runs outermost-last-added: host and origin first, then the owner cookie,
+    # then the file guard (which needs the cookie to know the owner).
+    app.add_middleware(
+        GradioFileGuard,
+        registry=studio.ui_files,
+        owner_of=studio.ui_owner,
+        max_file_bytes=config.limits.max_file_bytes,
+        max_upload_bytes=config.limits.max_request_bytes,
+    )
+    same_site = "none" if on_spaces() else "lax"
+    app.add_middleware(OwnerCookieMiddleware, same_site=same_site)
+    app.add_middleware(
+        HostAndOriginGuard,
+        bound_host=config.host,
+        check_host=config.check_host,
+        public_url=config.public_url,
+    )
     return app
 
 
 def _mount_ui(app: FastAPI, studio: Studio) -> None:
     config = studio.config
+    # Gradio's cache is the studio's own folder, emptied at start and guarded per owner
+    # (studio.gradio_guard); Gradio reads the location from the environment only.
+    os.environ["GRADIO_TEMP_DIR"] = str(studio.ui_files.cache_dir)
     blocks = ui.build_ui(studio)
     gr.mount_gradio_app(
         app,
@@ -81,8 +102,8 @@ def _mount_ui(app: FastAPI, studio: Studio) -> None:
         path="/",
         server_name=config.host,
         server_port=config.port,
-        auth=list(config.auth) or None,
-        auth_message="Fusion Studio" if config.auth else None,
+        auth=studio.check_login if config.ui_login else None,
+        auth_message=ui.login_message(config) if config.ui_login else None,
         footer_links=["settings"],  # the REST API has its own docs
         run_history=False,
         ssr_mode=False,
@@ -97,3 +118,7 @@ def _mount_ui(app: FastAPI, studio: Studio) -> None:
     for route in app.routes:
         if isinstance(route, Mount) and route.path in ("", "/") and hasattr(route.app, "tokens"):
             studio.gradio_app = route.app
+    # Defence in depth: a mounted app never counts as launched, which switches off Gradio's
+    # own check that event inputs were uploaded (its processing_utils._check_allowed).
+    # This attribute is not a supported API; GradioFileGuard enforces the rule regardless.
+    blocks.has_launched = True

@@ -127,9 +127,10 @@ def iter_sse(response: httpx.Response) -> Iterator[tuple[str, dict]]:
             data.append(line[5:].strip())
 
 
-def create_key(data_dir: Path, name: str) -> str:
-    """Run ``keys create NAME`` as a real process; returns the key (its last line)."""
-    code = f"import sys; from studio.cli import main; sys.exit(main(['keys', '--data-dir', {str(data_dir)!r}, 'create', {name!r}]))"
+def create_key(data_dir: Path, name: str, *flags: str) -> str:
+    """Run ``keys create NAME [--admin]`` as a real process; returns the key (its last line)."""
+    argv = ["keys", "--data-dir", str(data_dir), "create", name, *flags]
+    code = f"import sys; from studio.cli import main; sys.exit(main({argv!r}))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )

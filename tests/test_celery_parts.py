@@ -54,7 +54,7 @@ def test_shared_directory_storage_refuses_what_would_break_the_contract(tmp_path
     (tmp_path / "share").mkdir()
     with pytest.raises(InvalidOptions, match="not inside the shared data directory"):
         storage.key_for(tmp_path / "elsewhere" / "file.png")
-    for bad in ("../etc/passwd", "/etc/passwd", ""):
+    for bad in ("../etc/passwd", "/etc/passwd", "", "studio/studio.sqlite", "jobs"):
         with pytest.raises(InvalidInput, match="bad storage key"):
             storage.path_for(bad)
     with pytest.raises(InvalidInput, match="--data-dir"):

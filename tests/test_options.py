@@ -45,3 +45,17 @@ def test_extra_keys_pass_through_and_round_trip():
     assert parsed.extra == {"priority": 5}
     again = parse_options(options_to_dict(parsed), extra_keys=("priority",))
     assert again == parsed
+
+
+@pytest.mark.parametrize("case", ["digits", "huge", "inf", "nan", "1e300"])
+def test_huge_or_non_finite_integers_are_refused_with_a_short_message(case):
+    value = {
+        "digits": "9" * 5000,
+        "huge": 10**5000,  # pytest's ids would try to print it
+        "inf": float("inf"),
+        "nan": float("nan"),
+        "1e300": 1e300,
+    }[case]
+    with pytest.raises(InvalidOptions) as refused:
+        parse_options({"crf": value})
+    assert len(refused.value.message) < 200

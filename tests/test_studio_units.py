@@ -25,12 +25,13 @@ from studio.config import StudioConfig, UploadLimits, env_host, env_port
 from studio.core import Studio, scheduler_config
 from studio.db import open_db
 from studio.errors import ApiError
+from studio.http_guard import HostAndOriginGuard
 from studio.identity import (
     COOKIE_NAME,
     KeyStore,
     OwnerCookieMiddleware,
+    Principal,
     browser_owner,
-    same_origin,
 )
 from studio.logs import JobIdFilter, JsonFormatter, TextFormatter
 from studio.metrics import StudioMetrics
@@ -187,11 +188,17 @@ def test_browser_owner_is_a_hash_of_a_well_formed_cookie():
     assert browser_owner(None) is None
 
 
-def test_same_origin_check():
-    assert same_origin(None, "127.0.0.1:7860")
-    assert same_origin("http://127.0.0.1:7860", "127.0.0.1:7860")
-    assert not same_origin("https://evil.example", "127.0.0.1:7860")
-    assert not same_origin("null", "127.0.0.1:7860")
+def test_same_origin_and_local_name_checks():
+    guard = HostAndOriginGuard(None, "127.0.0.1", True, public_url="https://studio.example")
+    assert guard.same_origin("http://127.0.0.1:7860", "127.0.0.1:7860")
+    assert guard.same_origin("https://studio.example", "127.0.0.1:7860")
+    assert not guard.same_origin("https://evil.example", "127.0.0.1:7860")
+    assert not guard.same_origin("http://127.0.0.1:7861", "127.0.0.1:7860")
+    assert not guard.same_origin("null", "127.0.0.1:7860")
+    for host in ("127.0.0.1:7860", "localhost", "[::1]:7860", "127.8.9.1", "studio.example"):
+        assert guard.local_name(host), host
+    for host in ("evil.example", "evil.example:7860", "", "127.0.0.1.evil.example"):
+        assert not guard.local_name(host), host
 
 
 async def test_owner_cookie_is_minted_httponly_and_seen_by_the_first_request():
@@ -234,15 +241,22 @@ def test_principal_rules(tmp_path):
         studio.principal(_request(headers={"Authorization": "Bearer fsk_wrong"}))
     cookie = {"Cookie": f"{COOKIE_NAME}={'c' * 43}"}
     assert studio.principal(_request(headers=cookie)).owner == browser_owner("c" * 43)
-    cross = {**cookie, "Origin": "https://evil.example", "Host": "127.0.0.1:7860"}
-    with pytest.raises(ApiError) as csrf:
-        studio.principal(_request("POST", cross))
-    assert csrf.value.status == 403
+    # (Cross-site writes never reach here: studio.http_guard refuses them first.)
     exposed = Studio(StudioConfig(data_dir=tmp_path / "b", host="0.0.0.0"))
     with pytest.raises(ApiError):
         exposed.principal(_request())  # not loopback: never open
-    studio.db.close()
-    exposed.db.close()
+    locked = Studio(StudioConfig(data_dir=tmp_path / "c", require_api_key=True))
+    with pytest.raises(ApiError) as anonymous:
+        locked.principal(_request(headers=cookie))  # a cookie alone is never an owner
+    assert anonymous.value.status == 401
+    assert locked.check_login("alice", "fsk_wrong") is False
+    key = locked.keys.create("dora", admin=True)
+    assert locked.check_login("dora", key.token) and not locked.check_login("eve", key.token)
+    assert locked.ui_principal({}, "dora") == Principal(key.key.owner, "key", "dora", True)
+    locked.keys.revoke("dora")
+    assert locked.ui_principal({}, "dora") is None  # a revoked key's session ends
+    for each in (studio, exposed, locked):
+        each.db.close()
 
 
 def test_config_defaults_follow_gradio_env_and_warn_when_exposed(monkeypatch, tmp_path):

@@ -93,11 +93,20 @@ class SharedDirectoryStorage:
         return relative.as_posix()
 
     def path_for(self, key: str) -> Path:
-        """This machine's path of a key; refuses keys that would leave the root."""
+        """This machine's path of a key; refuses keys outside the jobs' own directories
+        (a worker acts on what a message names, so a message may only name job files)."""
         pure = PurePosixPath(key)
-        if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        if (
+            pure.is_absolute()
+            or ".." in pure.parts
+            or len(pure.parts) < 2
+            or pure.parts[0] != "jobs"
+        ):
             raise InvalidInput(f"bad storage key {key!r}")
-        return self.root.joinpath(*pure.parts)
+        path = self.root.joinpath(*pure.parts)
+        if path.is_symlink():
+            raise InvalidInput(f"bad storage key {key!r}: a link")
+        return path
 
     # -- studio side --------------------------------------------------------------
 

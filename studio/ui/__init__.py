@@ -46,6 +46,19 @@ def build_ui(studio: Studio) -> gr.Blocks:
     return blocks
 
 
+def login_message(config) -> str:
+    """The login form's note: who can log in, in both languages."""
+    lines = []
+    if config.auth:
+        lines.append("Log in with your user name and password. / 请使用用户名和密码登录。")
+    if config.require_api_key:
+        lines.append(
+            "With an API key: its name as the user name and the key as the password. / "
+            "使用 API 密钥：用户名为密钥名称，密码为密钥本身。"
+        )
+    return " ".join(lines)
+
+
 def head_html() -> str:
     """The Queue view's script and its strings, loaded into the page head."""
     config = json.dumps({"i18n": queue_strings(), "api": "/api/v1"}, ensure_ascii=False)
@@ -64,4 +77,4 @@ def theme() -> gr.themes.Base:
     )
 
 
-__all__ = ["I18N", "STATIC_DIR", "STATIC_URL", "build_ui", "head_html", "theme"]
+__all__ = ["I18N", "STATIC_DIR", "STATIC_URL", "build_ui", "head_html", "login_message", "theme"]

@@ -35,6 +35,7 @@ from engine.options import (
 )
 from studio.core import Studio, SubmitRequest, UploadedFile
 from studio.limits import display_name
+from studio.ui.components import UploadFiles
 from studio.ui.i18n import language, t, text
 
 FACE_THUMB = 112
@@ -73,7 +74,7 @@ class TargetFaces:
 def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
     with gr.Row():
         with gr.Column(scale=5):
-            sources = gr.File(
+            sources = UploadFiles(
                 label=t("sources"),
                 file_count="multiple",
                 file_types=["image"],
@@ -89,7 +90,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                 interactive=False,
                 elem_id="fs-source-faces",
             )
-            targets = gr.File(
+            targets = UploadFiles(
                 label=t("targets"),
                 file_count="multiple",
                 file_types=["image", "video"],
@@ -229,12 +230,17 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
         *values,  # the option_inputs, in OPTION_NAMES order
     ):
         lang = language(_accept(request))
+        unchanged = (gr.File(), gr.File(), gr.Gallery(), gr.Gallery(), faces)
         if consent_given is not True:  # the button is disabled too; never trust the client
-            return "⚠️ " + text(lang, "msg_no_consent"), gr.Tabs()
+            return "⚠️ " + text(lang, "msg_no_consent"), gr.Tabs(), *unchanged
         message = await _submit(
             studio, source_files, target_files, faces, priority_value, values, request, lang
         )
-        return message, gr.Tabs(selected="queue") if message.startswith("✅") else gr.Tabs()
+        if not message.startswith("✅"):
+            return message, gr.Tabs(), *unchanged
+        # The jobs hold their own copies now: the uploads and face crops leave Gradio's
+        # cache (studio.gradio_guard), and the form starts afresh.
+        return message, gr.Tabs(selected="queue"), None, None, [], [], TargetFaces()
 
     sources.change(
         show_source_faces, sources, source_faces, concurrency_limit=2, api_visibility="private"
@@ -261,7 +267,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
     submit.click(
         submit_jobs,
         [sources, targets, faces_state, consent, priority, *option_inputs],
-        [status, tabs],
+        [status, tabs, sources, targets, source_faces, target_faces, faces_state],
         concurrency_limit=None,
         api_visibility="private",
     )
@@ -284,6 +290,10 @@ async def _submit(
     owner = studio.browser_owner(dict(request.cookies), getattr(request, "username", None))
     if owner is None:
         return "⚠️ " + text(lang, "msg_error", error="reload the page (no session cookie)")
+    try:
+        await studio.check_batch_size(owner, None, adding=len(target_files))
+    except EngineError as exc:
+        return "❌ " + text(lang, "msg_error", error=html.escape(exc.message))
     options = _options(dict(zip(OPTION_NAMES, values, strict=True)))
     options["priority"] = int(priority_value or 0)
     options["consent"] = True
@@ -317,6 +327,10 @@ async def _submit(
                 reference_path.unlink()
     if not submitted:
         return "❌ " + text(lang, "msg_error", error=html.escape("; ".join(refused)))
+    used = [*source_files, *target_files]
+    await asyncio.to_thread(
+        studio.ui_files.release, owner, used + studio.ui_files.outputs_of(owner)
+    )
     lines = ["✅ " + text(lang, "msg_submitted", count=len(submitted))]
     if batch:
         lines.append(text(lang, "msg_batch", batch=batch))

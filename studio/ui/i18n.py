@@ -66,6 +66,8 @@ EN: dict[str, str] = {
     "model_refresh": "Refresh",
     "msg_downloaded": "{name} is installed.",
     "msg_download_failed": "Download of {name} failed: {error}",
+    "msg_operator_only": "Only the operator of this server can download models "
+    "(log in, or use an admin key: python app.py keys create NAME --admin).",
     "col_name": "Model",
     "col_kind": "Kind",
     "col_state": "State",
@@ -162,6 +164,8 @@ ZH: dict[str, str] = {
     "model_refresh": "刷新",
     "msg_downloaded": "{name} 已安装。",
     "msg_download_failed": "{name} 下载失败：{error}",
+    "msg_operator_only": "只有本服务器的管理员可以下载模型"
+    "（请登录，或使用管理员密钥：python app.py keys create NAME --admin）。",
     "col_name": "模型",
     "col_kind": "类型",
     "col_state": "状态",

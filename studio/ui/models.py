@@ -20,19 +20,28 @@ from studio.ui.i18n import language, t, text
 def build_models_tab(studio: Studio):
     table = gr.HTML(elem_id="fs-models", js_on_load=None)
     with gr.Row():
-        choice = gr.Dropdown(
-            choices=_downloadable(studio), label=t("model_pick"), elem_id="fs-model-pick", scale=3
-        )
+        choice = gr.Dropdown(choices=[], label=t("model_pick"), elem_id="fs-model-pick", scale=3)
         download = gr.Button(elem_id="fs-model-download", value=t("model_download"), scale=1)
         refresh = gr.Button(elem_id="fs-model-refresh", value=t("model_refresh"), scale=1)
     message = gr.Markdown(elem_id="fs-model-message")
 
+    def operator(request: gr.Request | None) -> bool:
+        """Downloads are the operator's: open local mode, a login, or an admin key."""
+        if request is None:
+            return False
+        principal = studio.ui_principal(dict(request.cookies), getattr(request, "username", None))
+        return principal is not None and principal.operator
+
     def render(request: gr.Request):
         lang = language(request.headers.get("accept-language") if request else None)
-        return models_html(studio, lang), gr.Dropdown(choices=_downloadable(studio))
+        allowed = operator(request)
+        choices = _downloadable(studio) if allowed else []
+        return models_html(studio, lang), gr.Dropdown(choices=choices, interactive=allowed)
 
     def fetch(name: str | None, request: gr.Request, progress=gr.Progress()):
         lang = language(request.headers.get("accept-language") if request else None)
+        if not operator(request):
+            return "⚠️ " + text(lang, "msg_operator_only"), *render(request)
         if not name:
             return "", *render(request)
 

@@ -12,21 +12,27 @@ import gradio as gr
 from engine.errors import EngineError
 from scheduler.errors import JobNotFound
 from studio.core import Studio
+from studio.ui.components import UploadFiles
 from studio.ui.i18n import t
 
+VERIFY_TIMEOUT = 120.0  # seconds; a stuck check never holds the page
 VERDICT_ICONS = {"trusted": "✅", "valid": "☑️", "invalid": "❌", "absent": "➖"}
 
 
 def build_verify_tab(studio: Studio) -> None:
     gr.Markdown(t("verify_intro"))
-    upload = gr.File(label=t("verify_file"), file_count="single", elem_id="fs-verify-file")
+    upload = UploadFiles(label=t("verify_file"), file_count="single", elem_id="fs-verify-file")
     verdict = gr.HTML(elem_id="fs-verify-verdict")
 
     async def check(path: str | None, request: gr.Request) -> str:
         if not path:
             return ""
         owner = studio.browser_owner(dict(request.cookies), getattr(request, "username", None))
-        return await verify_html(studio, Path(path), owner)
+        try:
+            return await verify_html(studio, Path(path), owner)
+        finally:  # the checked file is not kept
+            if owner is not None:
+                await asyncio.to_thread(studio.ui_files.release, owner, [path])
 
     upload.change(check, upload, verdict, api_visibility="private")
 
@@ -35,7 +41,11 @@ async def verify_html(studio: Studio, path: Path, owner: str | None) -> str:
     from engine.provenance.verify import verify_file
 
     try:
-        report = await asyncio.to_thread(verify_file, path, studio.config.data_dir)
+        report = await asyncio.wait_for(
+            asyncio.to_thread(verify_file, path, studio.config.data_dir), VERIFY_TIMEOUT
+        )
+    except TimeoutError:
+        return "<p class='fs-error'>⚠️ the file took too long to check</p>"
     except EngineError as exc:
         return f"<p class='fs-error'>⚠️ {html.escape(exc.message)}</p>"
     watermark = report.get("watermark") or {}
