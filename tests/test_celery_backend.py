@@ -4,6 +4,10 @@ dispatcher) with ``CeleryExecutor`` in place of local worker processes.
 
 The jobs are the scheduler tests' task kinds (tests/scheduler_tasks.py): they
 exercise the machinery (delivery, progress, crashes, cancel), not the engine.
+
+The reliability tests marked ``BOTH_BROKERS`` run twice: on a Redis broker and on
+a real RabbitMQ broker (``amqp://``, Redis beside it for results, progress and
+announcements; tests/rabbitmq_server.py), one RabbitMQ node for the module.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from scheduler.celery_backend.keys import Keys, task_id_for
 from scheduler.celery_backend.registry import WorkerRegistry
 from scheduler.jobs import Job, JobStatus
 from scheduler.retry import RetryPolicy
+from tests.rabbitmq_server import (  # noqa: F401 (rabbitmq_server is a fixture)
+    Broker,
+    rabbitmq_broker,
+    rabbitmq_server,
+    redis_broker,
+)
 from tests.redis_server import RedisServer, WorkerProcess, running_redis
 
 pytestmark = pytest.mark.timeout(150)
@@ -32,6 +42,8 @@ pytestmark = pytest.mark.timeout(150)
 HEARTBEAT_S = 0.5
 WORKER_TTL_S = 2.5
 TASK_MODULE = "tests.scheduler_tasks"
+# The test runs on a Redis broker and on RabbitMQ (the ``broker`` fixture).
+BOTH_BROKERS = pytest.mark.parametrize("broker", ["redis", "rabbitmq"], indirect=True)
 
 
 # -- fixtures ---------------------------------------------------------------------------
@@ -41,6 +53,14 @@ TASK_MODULE = "tests.scheduler_tasks"
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     with running_redis(tmp_path / "redis") as server:
         yield server
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest, redis_server: RedisServer) -> Broker:
+    """Redis as the broker, unless the test is parametrized with "rabbitmq"."""
+    if getattr(request, "param", "redis") == "rabbitmq":
+        return rabbitmq_broker(request.getfixturevalue("rabbitmq_server"), redis_server)
+    return redis_broker(redis_server)
 
 
 @pytest.fixture
@@ -70,21 +90,18 @@ StartWorker = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
-def start_worker(
-    redis_server: RedisServer,
-    data_dir: Path,
-    tmp_path: Path,
-) -> Iterator[StartWorker]:
+def start_worker(broker: Broker, data_dir: Path, tmp_path: Path) -> Iterator[StartWorker]:
     started: list[WorkerProcess] = []
 
     def start(devices: str = "cpu:0", slots: int = 1) -> WorkerProcess:
         worker = WorkerProcess(
-            redis_server.url,
+            broker.url,
             data_dir,
             tmp_path / "logs",
             devices=devices,
             slots=slots,
             extra=(
+                *broker.worker_args,
                 "--task-module",
                 TASK_MODULE,
                 "--heartbeat",
@@ -97,7 +114,7 @@ def start_worker(
         )
         started.append(worker)
         worker.start()
-        wait_announced(redis_server.url, worker.nodename, worker)
+        wait_announced(broker.redis_url, worker.nodename, worker)
         return worker
 
     yield start
@@ -105,10 +122,11 @@ def start_worker(
         worker.stop()
 
 
-def scheduler_for(url: str, data_dir: Path, **config) -> Scheduler:
+def scheduler_for(broker: Broker, data_dir: Path, **config) -> Scheduler:
     executor = make_executor(
-        url,
+        broker.url,
         data_dir,
+        **broker.executor_options,
         heartbeat_s=HEARTBEAT_S,
         worker_ttl_s=WORKER_TTL_S,
         job_time_limit_s=120,
@@ -131,8 +149,8 @@ def scheduler_for(url: str, data_dir: Path, **config) -> Scheduler:
 
 
 @pytest.fixture
-async def studio(redis_server: RedisServer, data_dir: Path) -> AsyncIterator[Scheduler]:
-    scheduler = scheduler_for(redis_server.url, data_dir)
+async def studio(broker: Broker, data_dir: Path) -> AsyncIterator[Scheduler]:
+    scheduler = scheduler_for(broker, data_dir)
     await scheduler.start()
     try:
         yield scheduler
@@ -245,6 +263,7 @@ async def test_two_workers_with_different_devices_run_jobs_at_the_same_time(
     assert pids <= set(first.pool_pids()) | set(second.pool_pids())
 
 
+@BOTH_BROKERS
 async def test_worker_killed_mid_job_is_redelivered_and_finishes_once(
     studio: Scheduler, start_worker: StartWorker, data_dir: Path
 ) -> None:
@@ -266,7 +285,7 @@ async def test_worker_killed_mid_job_is_redelivered_and_finishes_once(
 
 
 async def test_pool_process_crash_is_retried_and_the_retries_are_bounded(
-    redis_server: RedisServer,
+    broker: Broker,
     data_dir: Path,
     start_worker: StartWorker,
 ) -> None:
@@ -274,7 +293,7 @@ async def test_pool_process_crash_is_retried_and_the_retries_are_bounded(
     (task_reject_on_worker_lost); the redelivery becomes a charged attempt, so a job
     that always kills its worker ends as failed after max_attempts instead of looping."""
     node = start_worker("cpu:0", slots=2)
-    scheduler = scheduler_for(redis_server.url, data_dir, max_attempts=2)
+    scheduler = scheduler_for(broker, data_dir, max_attempts=2)
     await scheduler.start()
     try:
         once = await submit(scheduler, "crash", crash_attempts=1)
@@ -297,19 +316,21 @@ async def test_pool_process_crash_is_retried_and_the_retries_are_bounded(
     assert node.alive()  # the node survived its pool processes' deaths
 
 
+@BOTH_BROKERS
 async def test_broker_restart_while_jobs_are_queued_loses_no_job(
     studio: Scheduler,
     start_worker: StartWorker,
-    redis_server: RedisServer,
+    broker: Broker,
     data_dir: Path,
 ) -> None:
     start_worker("cpu:0")
     jobs = [await submit(studio, "sleep", seconds=1.0, steps=5) for _ in range(4)]
     await wait_started(studio, jobs[0].id)
-    depth = redis.Redis.from_url(redis_server.url).llen("fusion-jobs")
+    depth = broker.waiting("fusion-jobs")
     assert depth >= 2  # jobs are waiting in the broker when it goes down
-    # SIGKILL: no shutdown save; only the append-only file brings the queue back.
-    redis_server.restart(signal.SIGKILL, down_seconds=1.0)
+    # SIGKILL: no shutdown save. Redis: only the append-only file brings the queue back;
+    # RabbitMQ: the durable queue and its persistent, confirmed messages.
+    broker.restart(signal.SIGKILL, down_seconds=1.0)
     finished = [await wait_status(studio, j.id, JobStatus.SUCCEEDED, timeout=90) for j in jobs]
     assert all(job.status is JobStatus.SUCCEEDED for job in finished)
     for job in jobs:
@@ -331,14 +352,15 @@ async def test_a_task_the_broker_lost_is_sent_again(
     assert done.attempts == 0  # the same run, sent again: nothing was charged
 
 
+@BOTH_BROKERS
 async def test_cancel_queued_and_running_jobs(
     studio: Scheduler,
     start_worker: StartWorker,
-    redis_server: RedisServer,
+    broker: Broker,
     data_dir: Path,
 ) -> None:
     node = start_worker("cpu:0")
-    client = redis.Redis.from_url(redis_server.url)
+    client = redis.Redis.from_url(broker.redis_url)
     running = await submit(studio, "sleep", seconds=60.0, steps=600)
     queued = await submit(studio, "record")
     _, pid = await wait_started(studio, running.id)
@@ -380,12 +402,13 @@ async def test_cancel_queued_and_running_jobs(
     assert node.alive()
 
 
+@BOTH_BROKERS
 async def test_time_limit_stops_a_job_softly_and_charges_an_attempt(
-    redis_server: RedisServer, data_dir: Path, start_worker: StartWorker
+    broker: Broker, data_dir: Path, start_worker: StartWorker
 ) -> None:
     node = start_worker("cpu:0")
     pool_before = node.pool_pids()
-    scheduler = scheduler_for(redis_server.url, data_dir, max_attempts=1)
+    scheduler = scheduler_for(broker, data_dir, max_attempts=1)
     await scheduler.start()
     try:
         job = await scheduler.submit(

@@ -9,6 +9,13 @@ The broker carries the task messages and may be Redis or RabbitMQ. A Redis
 server is always needed besides ("coordination Redis"): the result backend,
 progress pub/sub, worker announcements, cancel flags and attempt counters live
 there. With a Redis broker the same server does both jobs.
+
+With RabbitMQ (``amqp://``) the queue is durable and declared with
+``x-max-priority`` 10, messages are persistent and every publish waits for the
+broker's confirm, and each message carries the job's priority mapped onto 0..10
+(``broker_priority``). RabbitMQ's ``consumer_timeout`` must exceed the job time
+limit (``CelerySettings.consumer_timeout_ms``): it is a server setting
+(docs/deploy.md, deploy/rabbitmq/rabbitmq.conf), not something a client can ask for.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from engine.errors import InvalidOptions
 from scheduler.celery_backend.keys import Keys
@@ -25,6 +33,9 @@ from scheduler.celery_backend.keys import Keys
 REDIS_SCHEMES = ("redis", "rediss")
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 TASK_NAME = "fusion.run_job"
+
+# RabbitMQ priority queue: messages carry 0..BROKER_MAX_PRIORITY, higher first.
+BROKER_MAX_PRIORITY = 10
 
 
 @dataclass(frozen=True)
@@ -84,8 +95,72 @@ class CelerySettings:
         return int(math.ceil(self.job_time_limit_s * 1.25 + 300))
 
     @property
+    def consumer_timeout_ms(self) -> int:
+        """RabbitMQ: the ``consumer_timeout`` (ms) the broker needs. RabbitMQ closes the
+        channel of a delivery that stays unacknowledged longer than that (30 minutes by
+        default); with ``acks_late`` a delivery is unacknowledged for the whole job, so it
+        must exceed the hard time limit, with the same margin as the visibility timeout."""
+        return self.visibility_timeout_s * 1000
+
+    @property
     def broker_is_redis(self) -> bool:
         return urlsplit(self.broker_url).scheme in REDIS_SCHEMES
+
+
+def broker_priority(priority: object) -> int:
+    """A job's priority (an integer, higher runs first, 0 by default) as a RabbitMQ message
+    priority in 0..10: 0 maps to 5, each step up or down moves one level, and priorities
+    beyond ±5 share the top or bottom level. The studio's SQLite queue still orders exactly
+    (priority, owner round robin, age); this only orders the messages already handed to
+    the broker, which ``--max-in-flight`` keeps few."""
+    try:
+        value = int(priority)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        value = 0
+    middle = BROKER_MAX_PRIORITY // 2
+    return middle + max(-middle, min(middle, value))
+
+
+def _route_with_priority(name, args, kwargs, options, task=None, **_):
+    """Celery router (RabbitMQ only): the message priority of a job's task. Taken from the
+    payload's ``priority`` when it carries one, else from the job's ``priority`` option; a
+    ``priority`` passed to ``send_task`` wins over both."""
+    payload = args[0] if args and isinstance(args[0], dict) else {}
+    priority = payload.get("priority")
+    if priority is None:
+        priority = ((payload.get("spec") or {}).get("options") or {}).get("priority", 0)
+    return {"priority": broker_priority(priority)}
+
+
+def _queues(settings: CelerySettings) -> tuple[Queue, ...]:
+    """The one job queue, declared identically by the studio and every worker (RabbitMQ
+    refuses a redeclaration with other arguments). Durable, on a durable direct exchange;
+    ``x-max-priority`` makes it a priority queue (ignored by the Redis transport)."""
+    exchange = Exchange(settings.queue, type="direct", durable=True, delivery_mode="persistent")
+    arguments = {} if settings.broker_is_redis else {"x-max-priority": BROKER_MAX_PRIORITY}
+    return (
+        Queue(
+            settings.queue,
+            exchange,
+            routing_key=settings.queue,
+            durable=True,
+            queue_arguments=arguments or None,
+        ),
+    )
+
+
+def _transport_options(settings: CelerySettings) -> dict:
+    if settings.broker_is_redis:
+        return {
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+        }
+    # RabbitMQ: every publish waits for the broker's confirm (basic.ack), which it sends
+    # once a persistent message to a durable queue is written to disk; a send that
+    # returned is therefore a job that survives a broker crash. Redelivery after a lost
+    # consumer is immediate (no visibility timeout), bounded by consumer_timeout.
+    return {"confirm_publish": True}
 
 
 def create_app(settings: CelerySettings) -> Celery:
@@ -97,7 +172,13 @@ def create_app(settings: CelerySettings) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         task_default_queue=settings.queue,
+        task_queues=_queues(settings),
         task_create_missing_queues=True,
+        # RabbitMQ: per-message priority on the priority queue (Redis keeps its order:
+        # its transport reads priorities the other way round, 0 first).
+        task_routes=() if settings.broker_is_redis else (_route_with_priority,),
+        task_queue_max_priority=None if settings.broker_is_redis else BROKER_MAX_PRIORITY,
+        task_default_priority=None if settings.broker_is_redis else broker_priority(0),
         # acks_late: the message is acknowledged when the job has finished, not when a
         # worker takes it. A worker that dies mid-job has not acknowledged, so the
         # broker still holds the message and hands it out again: no job is lost.
@@ -121,11 +202,7 @@ def create_app(settings: CelerySettings) -> Celery:
         task_time_limit=settings.job_time_limit_s,
         task_soft_time_limit=settings.soft_time_limit_s,
         task_acks_on_failure_or_timeout=True,
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_s,
-            "socket_keepalive": True,
-            "health_check_interval": 10,
-        },
+        broker_transport_options=_transport_options(settings),
         # Results: the studio reads each outcome once, then the SQLite store keeps it.
         result_expires=settings.result_expires_s,
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
@@ -145,7 +222,8 @@ def create_app(settings: CelerySettings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
         # RabbitMQ: heartbeats detect a dead TCP connection. RabbitMQ also closes a
         # channel whose delivery is unacknowledged longer than its consumer_timeout
-        # (30 min by default): raise it above the job time limit (docs/deploy.md).
+        # (30 min by default): the server must be configured with
+        # ``settings.consumer_timeout_ms`` or more (docs/deploy.md).
         broker_heartbeat=30,
         worker_enable_remote_control=True,  # revoke/terminate travel as broadcasts
         worker_send_task_events=False,
