@@ -8,17 +8,24 @@
     python app.py worker --broker URL --devices cuda:0 [--slots N]
 
 Bad input ends with exit status 2 and one ``error: …`` line on stderr.
+
+``$FUSION_SERVE_ARGS`` holds serve flags for platforms that start ``python app.py``
+with none, such as a Hugging Face Space (docs/spaces.md):
+``FUSION_SERVE_ARGS="--devices cuda:0 --auth admin:SECRET"``. Flags on the command
+line come after them, so they win.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 COMMANDS = ("serve", "run", "models", "verify", "keys", "worker")
+SERVE_ARGS_ENV = "FUSION_SERVE_ARGS"
 
 
 def install_nodeps_on_spaces() -> None:
@@ -38,12 +45,20 @@ def install_nodeps_on_spaces() -> None:
     )
 
 
+def serve_args_from_env(argv: list[str]) -> list[str]:
+    """``$FUSION_SERVE_ARGS`` (shell words) before the command line's own serve flags."""
+    extra = os.environ.get(SERVE_ARGS_ENV, "").strip()
+    return [*shlex.split(extra), *argv] if extra else argv
+
+
 def main(argv: list[str] | None = None) -> int:
     install_nodeps_on_spaces()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else "serve"
     if argv and argv[0] == command:
         argv = argv[1:]
+    if command == "serve":
+        argv = serve_args_from_env(argv)
     from cli import dispatch
 
     return dispatch(command, argv)

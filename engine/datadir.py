@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 SPACES_PERSISTENT_DIR = Path("/data")
+# Where a Space's persistent storage is mounted (tests point it elsewhere).
+SPACES_PERSISTENT_ENV = "FUSION_SPACES_PERSISTENT_DIR"
 
 
 def default_data_dir() -> Path:
@@ -17,6 +19,7 @@ def default_data_dir() -> Path:
     configured = os.environ.get("FUSION_DATA_DIR")
     if configured:
         return Path(configured)
-    if os.environ.get("SPACE_ID") and SPACES_PERSISTENT_DIR.is_dir():
-        return SPACES_PERSISTENT_DIR / "fusion-studio"
+    persistent = Path(os.environ.get(SPACES_PERSISTENT_ENV) or SPACES_PERSISTENT_DIR)
+    if os.environ.get("SPACE_ID") and persistent.is_dir():
+        return persistent / "fusion-studio"
     return Path("data")
