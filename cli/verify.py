@@ -1,4 +1,4 @@
-"""``python app.py verify FILE [--json]``: provenance check of an output (DESIGN.md §5)."""
+"""``python app.py verify FILE [--json]``: provenance check of an output (docs/contracts.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The public JSON shape of a job (REST API, SSE, webhooks and the Queue view share it).
 
-The keys named in DESIGN.md §4 (``id``, ``status``, ``progress``, ``stage``,
+The keys named in docs/contracts.md (``id``, ``status``, ``progress``, ``stage``,
 ``eta_seconds``, ``error``, ``attempts``, ``created_at``, ``result_url``) are a
 contract; the rest are additions.
 """

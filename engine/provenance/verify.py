@@ -1,4 +1,4 @@
-"""``verify``: what provenance an image or video carries (DESIGN.md §5 contract).
+"""``verify``: what provenance an image or video carries (docs/contracts.md).
 
 :func:`verify_file` returns one JSON-ready dict::
 
