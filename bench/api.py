@@ -38,8 +38,8 @@ import httpx
 from scheduler.jobs import Job, JobSpec, JobStatus, StoredFile
 from scheduler.service import DB_NAME
 from scheduler.store import Store
-from studio.testing import StudioProcess, create_key, iter_sse
 from tests.assets import T1, TOM_HANKS
+from tests.live_studio import StudioProcess, create_key, iter_sse
 from tests.media import make_video
 
 HELD_OWNER = "bench-filler"

@@ -26,8 +26,8 @@ from scheduler import Scheduler
 from scheduler.celery_backend import make_executor, scheduler_devices
 from studio.config import StudioConfig
 from studio.core import Studio, scheduler_config
-from studio.testing import free_port, iter_sse
 from tests.assets import T1, TOM_HANKS
+from tests.live_studio import free_port, iter_sse
 from tests.media import make_video
 from tests.redis_server import RedisServer, WorkerProcess, running_redis
 

@@ -27,8 +27,8 @@ import yaml
 
 from scheduler.service import DeviceStats, SchedulerStats
 from studio.metrics import StudioMetrics
-from studio.testing import StudioProcess, create_key, free_port
 from tests.assets import T1, TOM_HANKS
+from tests.live_studio import StudioProcess, create_key, free_port
 from tests.prometheus_server import (
     PROMETHEUS_DIR,
     PROMTOOL,

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from studio.testing import StudioProcess, create_key
 from tests.assets import T1, TOM_HANKS
+from tests.live_studio import StudioProcess, create_key
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -1,7 +1,7 @@
 """Schemathesis (``--checks all``, every phase) against a live studio: the OpenAPI document
 tells the truth and no request, however malformed, gets a 500 or an undocumented answer.
 
-The server runs as an operator runs it (``studio.testing.StudioProcess``) with an API key.
+The server runs as an operator runs it (``tests.live_studio.StudioProcess``) with an API key.
 Before the run one real job is submitted and finished, so that the stateful phase has a
 job to follow links from (``GET /jobs`` → get, history, result, share → shared result,
 priority, cancel, retry, delete).
@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from studio.testing import StudioProcess, create_key
 from tests.assets import T1, TOM_HANKS
+from tests.live_studio import StudioProcess, create_key
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -21,9 +21,9 @@ import httpx
 import numpy as np
 import pytest
 
-from studio.testing import StudioProcess, create_key
 from tests.assets import T1, TOM_HANKS
 from tests.gradio_protocol import GradioPage, file_data
+from tests.live_studio import StudioProcess, create_key
 
 pytestmark = pytest.mark.timeout(300)
 

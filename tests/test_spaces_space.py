@@ -28,8 +28,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from studio.testing import free_port
 from tests.assets import TOM_HANKS
+from tests.live_studio import free_port
 
 pytestmark = pytest.mark.timeout(900)
 

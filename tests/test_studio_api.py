@@ -11,8 +11,8 @@ import httpx
 import numpy as np
 import pytest
 
-from studio.testing import StudioProcess, create_key, iter_sse
 from tests.assets import T1, TOM_HANKS
+from tests.live_studio import StudioProcess, create_key, iter_sse
 from tests.media import make_video
 
 pytestmark = pytest.mark.timeout(240)

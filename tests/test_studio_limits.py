@@ -15,9 +15,9 @@ import httpx
 import numpy as np
 import pytest
 
-from studio.testing import StudioProcess
 from tests.assets import T1, TOM_HANKS
 from tests.gradio_protocol import GradioPage
+from tests.live_studio import StudioProcess
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -15,8 +15,8 @@ from engine.runtime import SessionCache
 from engine.safety import ContentGate
 from engine.safety.gate import INPUT_SIDE
 from studio.responsible import ScoreCache, SubmitContentGate
-from studio.testing import StudioProcess
 from tests.assets import T1, TOM_HANKS
+from tests.live_studio import StudioProcess
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -8,8 +8,8 @@ import time
 import httpx
 import pytest
 
-from studio.testing import StudioProcess
 from tests.assets import TOM_HANKS
+from tests.live_studio import StudioProcess
 from tests.media import make_video
 
 pytestmark = pytest.mark.timeout(240)

@@ -36,8 +36,8 @@ from studio.identity import (
 from studio.logs import JobIdFilter, JsonFormatter, TextFormatter
 from studio.metrics import StudioMetrics
 from studio.sharing import ShareSigner
-from studio.testing import REPO
 from studio.ui.i18n import EN, ZH, language, text
+from tests.live_studio import REPO
 from tests.media import make_video
 
 # -- share links ------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from studio.testing import REPO, StudioProcess
 from tests.assets import TOM_HANKS
+from tests.live_studio import REPO, StudioProcess
 from tests.media import make_video
 
 playwright_api = pytest.importorskip("playwright.sync_api")

@@ -23,9 +23,9 @@ from scheduler.events import PROGRESS
 from scheduler.jobs import JobStatus
 from scheduler.service import SchedulerConfig
 from scheduler.zerogpu import ZeroGPUSettings, zerogpu_scheduler
-from studio.testing import StudioProcess
 from tests import zerogpu_standin as standin
 from tests.assets import T1, TOM_HANKS
+from tests.live_studio import StudioProcess
 from tests.media import make_video
 from tests.scheduler_server import wait_for
 from tests.zerogpu_standin import browser, submit_from_page, wait_finished

@@ -12,9 +12,9 @@ import cv2
 import httpx
 import pytest
 
-from studio.testing import StudioProcess
 from tests import zerogpu_standin as standin
 from tests.assets import T1, TOM_HANKS
+from tests.live_studio import StudioProcess
 from tests.media import make_video
 from tests.zerogpu_standin import browser, submit_from_page, wait_finished
 
