@@ -289,34 +289,41 @@ class GradioFileGuard:
         if path.startswith(FILE_ROUTES):
             await self._serve_file(scope, receive, send, path)
             return
+        takes_inputs = method == "POST" and path.startswith(EVENT_INPUT_ROUTES)
+        gives_outputs = path.startswith(EVENT_OUTPUT_ROUTES)
+        if not (takes_inputs or gives_outputs or path == UPLOAD_ROUTE):
+            await self.app(scope, receive, send)  # pages, assets, config: no files involved
+            return
         owner = self.owner_of(Request(scope))
         if path == UPLOAD_ROUTE and method == "POST":
             await self._upload(scope, receive, send, owner)
             return
-        if method == "POST" and path.startswith(EVENT_INPUT_ROUTES):
+        if takes_inputs:
             body = await _read_body(receive, MAX_EVENT_BODY)
             if body is None:
                 await send_error(send, 413, "too_large", "the event data is too large")
                 return
             problem = self._check_inputs(body, owner)
             if problem is not None:
-                await send_error(send, 422, "file_refused", problem)
+                await send_error(send, 422, *problem)
                 return
             receive = _replay(body, receive)
-        if path.startswith(EVENT_OUTPUT_ROUTES) and owner is not None:
+        if gives_outputs and owner is not None:
             send = self._recording_outputs(send, owner)
         await self.app(scope, receive, send)
 
-    def _check_inputs(self, body: bytes, owner: str | None) -> str | None:
+    def _check_inputs(self, body: bytes, owner: str | None) -> tuple[str, str] | None:
+        """None when every file in the event's data is the caller's; else (code, message)."""
         try:
             data = json.loads(body) if body else None
         except (ValueError, RecursionError):
-            return None  # not JSON: Gradio refuses it itself, and reads no file for it
+            # What this check cannot read is not passed on for Gradio to read otherwise.
+            return "invalid_input", "the event data is not valid JSON"
         try:
             for item in file_values(data):
                 check_input_file(self.registry, owner, item.get("path"), self.max_file_bytes)
         except RefusedFile as exc:
-            return f"file refused: {exc}"
+            return "file_refused", f"file refused: {exc}"
         return None
 
     async def _serve_file(self, scope, receive, send, path: str) -> None:
