@@ -9,8 +9,9 @@
   but GET, HEAD and OPTIONS) and is not authenticated by an API key (so by the
   browser's cookie, a login, or open local mode) is refused when its ``Origin``
   (or, without one, its ``Referer``) names another site. The studio's own page
-  is same-origin, so the UI keeps working; API clients that send
-  ``Authorization: Bearer`` are not browsers and are unaffected.
+  is same-origin (also behind a proxy that forwards its host, as Spaces do), so
+  the UI keeps working; API clients that send ``Authorization: Bearer`` are not
+  browsers and are unaffected.
 """
 
 from __future__ import annotations
@@ -92,7 +93,11 @@ class HostAndOriginGuard:
             origin = headers.get("origin") or (
                 origin_of(headers["referer"]) if headers.get("referer") else None
             )
-            if origin is not None and not self.same_origin(origin, host):
+            # Behind a proxy (a Hugging Face Space, a reverse proxy) the page's own origin is
+            # the forwarded host. A page on another site cannot set that header on a
+            # cross-site request without a CORS preflight, which this server never grants.
+            hosts = [host, headers.get("x-forwarded-host", "").split(",")[0]]
+            if origin is not None and not any(self.same_origin(origin, h) for h in hosts if h):
                 await send_error(send, 403, "forbidden", "cross-site request refused")
                 return
         await self.app(scope, receive, send)

@@ -362,3 +362,19 @@ def test_metrics_exposition_names():
     assert 'fusion_webhook_deliveries_total{outcome="retry"} 1.0' in text_
     assert "fusion_webhook_failures_total 1.0" in text_
     assert "fusion_frames_per_second 0.0" in text_
+
+
+async def test_origin_guard_accepts_the_forwarded_host_of_a_proxy():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guard = HostAndOriginGuard(app, "0.0.0.0", check_host=False)
+    transport = httpx.ASGITransport(app=guard)
+    async with httpx.AsyncClient(transport=transport, base_url="http://10.0.0.5:7860") as http:
+        space = {"Origin": "https://me-studio.hf.space", "X-Forwarded-Host": "me-studio.hf.space"}
+        assert (await http.post("/api/v1/jobs", headers=space)).status_code == 200
+        evil = {"Origin": "https://evil.example", "X-Forwarded-Host": "me-studio.hf.space"}
+        assert (await http.post("/api/v1/jobs", headers=evil)).status_code == 403
+        keyed = {"Origin": "https://evil.example", "Authorization": "Bearer fsk_x"}
+        assert (await http.post("/api/v1/jobs", headers=keyed)).status_code == 200
