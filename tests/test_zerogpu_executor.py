@@ -73,7 +73,9 @@ def config(data_dir: Path, **overrides) -> SchedulerConfig:
         "devices": {"cpu": 1},
         "task_modules": TASKS,
         "retry": RetryPolicy(base=0.05, cap=0.2),
-        "lease_seconds": 5.0,
+        # Long enough that a loaded machine never lets a lease lapse mid-test: no test here
+        # is about lease expiry, and a lapse would charge an attempt.
+        "lease_seconds": 30.0,
         "heartbeat_seconds": 0.5,
         "recovery_seconds": 0.5,
         "cancel_grace_seconds": 2.0,
