@@ -15,7 +15,7 @@ from engine.errors import InvalidInput, NoFaceFound, TransientError
 from scheduler.jobs import JobStatus
 from scheduler.retry import RetryPolicy, error_from_exception
 from scheduler.service import Scheduler
-from tests.scheduler_server import make_config, wait_for
+from tests.scheduler_server import make_config, pid_alive, wait_for
 
 INPUT = ("input.txt", b"some input")
 
@@ -27,15 +27,6 @@ async def scheduler(tmp_path: Path):
     await scheduler.executor.wait_ready()
     yield scheduler
     await scheduler.stop()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as handle:  # a zombie is not alive
-        return handle.read().split(")")[-1].split()[0] != "Z"
 
 
 def worker_pids(scheduler: Scheduler) -> list[int]:

@@ -33,7 +33,7 @@ from scheduler.zerogpu import (
 from tests import zerogpu_standin as standin
 from tests.assets import T1, TOM_HANKS
 from tests.media import make_video
-from tests.scheduler_server import TASKS, read_history, wait_for
+from tests.scheduler_server import TASKS, pid_alive, read_history, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -278,12 +278,3 @@ def test_settings_come_from_the_environment(no_gpu):
         ZeroGPUSettings.from_env({"FUSION_ZEROGPU_UNATTENDED": "refuse"})
     executor = ZeroGPUExecutor((), {}, ZeroGPUSettings(decorator=STANDIN))
     assert executor.describe()["decorator"] == STANDIN
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with open(f"/proc/{pid}/stat") as handle:  # a zombie is not alive
-        return handle.read().split(")")[-1].split()[0] != "Z"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 import spaces
 from gradio.context import LocalContext
@@ -24,9 +23,7 @@ from scheduler.jobs import JobStatus
 from scheduler.service import SchedulerConfig
 from scheduler.zerogpu import ZeroGPUSettings, zerogpu_scheduler
 from tests import zerogpu_standin as standin
-from tests.assets import T1, TOM_HANKS
 from tests.live_studio import StudioProcess
-from tests.media import make_video
 from tests.scheduler_server import wait_for
 from tests.zerogpu_standin import browser, submit_from_page, wait_finished
 
@@ -35,12 +32,7 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("spaces-media")
-    image = root / "group.jpg"
-    cv2.imwrite(str(image), cv2.resize(cv2.imread(str(T1)), (480, 332)))
-    # 21 s at 4 fps: three segments of the default 10 s.
-    video = make_video(root / "clip.mp4", seconds=21.0, fps=4, size=(160, 120), audio=False)
-    return {"source": TOM_HANKS, "image": image, "video": Path(video)}
+    return standin.three_segment_media(tmp_path_factory.mktemp("spaces-media"))
 
 
 def test_outside_zerogpu_the_decorator_is_the_function_itself():

@@ -8,14 +8,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import cv2
 import httpx
 import pytest
 
 from tests import zerogpu_standin as standin
-from tests.assets import T1, TOM_HANKS
 from tests.live_studio import StudioProcess
-from tests.media import make_video
 from tests.zerogpu_standin import browser, submit_from_page, wait_finished
 
 pytestmark = pytest.mark.timeout(300)
@@ -33,12 +30,7 @@ def studio_env(log: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("zerogpu-studio-media")
-    image = root / "group.jpg"
-    cv2.imwrite(str(image), cv2.resize(cv2.imread(str(T1)), (480, 332)))
-    # 21 s at 4 fps: three segments of the default 10 s, so three GPU calls.
-    video = make_video(root / "clip.mp4", seconds=21.0, fps=4, size=(160, 120), audio=False)
-    return {"source": TOM_HANKS, "image": image, "video": Path(video)}
+    return standin.three_segment_media(tmp_path_factory.mktemp("zerogpu-studio-media"))
 
 
 @pytest.fixture(scope="module")

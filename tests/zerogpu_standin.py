@@ -382,3 +382,17 @@ def wait_finished(client: Any, job_id: str, timeout: float = 180) -> dict:
             return job
         time.sleep(0.2)
     raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def three_segment_media(root: Path) -> dict[str, Path]:
+    """A source, a group photo, and a 21 s video at 4 fps: three segments of the default
+    10 s, so three GPU calls."""
+    import cv2
+
+    from tests.assets import T1, TOM_HANKS
+    from tests.media import make_video
+
+    image = root / "group.jpg"
+    cv2.imwrite(str(image), cv2.resize(cv2.imread(str(T1)), (480, 332)))
+    video = make_video(root / "clip.mp4", seconds=21.0, fps=4, size=(160, 120), audio=False)
+    return {"source": TOM_HANKS, "image": image, "video": Path(video)}
