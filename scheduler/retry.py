@@ -5,15 +5,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from engine.errors import EngineError
+from engine.errors import FusionError, OutOfMemory
 from scheduler.jobs import JobError
 
 # Codes of failures that come from the machinery rather than from the job itself.
 WORKER_DIED = "worker_died"
 TIME_LIMIT = "time_limit"
-OUT_OF_MEMORY = "out_of_memory"
+OUT_OF_MEMORY = OutOfMemory.code
 LEASE_EXPIRED = "lease_expired"
-INTERNAL = "internal_error"
+INTERNAL = FusionError.code  # a bare FusionError is an internal error
 
 
 @dataclass(frozen=True)
@@ -38,16 +38,27 @@ class RetryPolicy:
 def error_from_exception(exc: BaseException) -> JobError:
     """Turn an exception raised by a task into a ``JobError``.
 
-    Engine errors carry their own code and permanence. Running out of memory
-    is transient. Anything unexpected is transient too (a flaky device or file
-    system may pass), but it still ends after the job's maximum attempts.
+    Every ``FusionError`` (engine, scheduler or studio) carries its own code and
+    permanence. Anything else is classified first (``as_fusion_error``).
     """
-    if isinstance(exc, EngineError):
-        return JobError(exc.code, exc.message, exc.permanent)
+    error = as_fusion_error(exc)
+    return JobError(error.code, error.message, error.permanent)
+
+
+def as_fusion_error(exc: BaseException) -> FusionError:
+    """``exc`` itself when it is a ``FusionError``, else the one of the hierarchy it means.
+
+    Running out of memory (Python's ``MemoryError``, or a device's "out of memory" /
+    ``bad_alloc``) is ``OutOfMemory``: transient. Anything unexpected is a bare
+    ``FusionError`` (``internal_error``), transient too (a flaky device or file system
+    may pass), but it still ends after the job's maximum attempts.
+    """
+    if isinstance(exc, FusionError):
+        return exc
     if isinstance(exc, MemoryError):
-        return JobError(OUT_OF_MEMORY, "the worker ran out of memory", permanent=False)
+        return OutOfMemory("the worker ran out of memory")
     text = str(exc).strip()
     if "out of memory" in text.lower() or "bad_alloc" in text.lower():
-        return JobError(OUT_OF_MEMORY, f"the device ran out of memory: {text}", permanent=False)
+        return OutOfMemory(f"the device ran out of memory: {text}")
     detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return JobError(INTERNAL, f"internal error ({detail})", permanent=False)
+    return FusionError(f"internal error ({detail})")

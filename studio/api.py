@@ -25,7 +25,18 @@ from scheduler.service import MAX_PRIORITY
 from studio import jsonsafe
 from studio import openapi as doc
 from studio.core import Studio, SubmitRequest, UploadedFile
-from studio.errors import ApiError, method_not_allowed, not_found
+from studio.errors import (
+    Gone,
+    NotFound,
+    NotReady,
+    PriorityLimit,
+    TooLarge,
+    Unavailable,
+    UnsupportedMediaType,
+    UploadTooLarge,
+    method_not_allowed,
+    not_found,
+)
 from studio.identity import Principal
 from studio.limits import display_name
 from studio.sse import SSE_HEADERS, EventStream
@@ -298,9 +309,7 @@ def build_router(studio: Studio) -> APIRouter:
             value = job.priority + (1 if change["move"] == "up" else -1)
             if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
                 end = "highest" if change["move"] == "up" else "lowest"
-                raise ApiError(
-                    409,
-                    "priority_limit",
+                raise PriorityLimit(
                     f"job {job.id} already has the {end} priority ({job.priority})",
                 )
         else:
@@ -336,14 +345,14 @@ def build_router(studio: Studio) -> APIRouter:
     ):
         job = await owned_job(job_id, principal)
         if job.status is not JobStatus.SUCCEEDED:
-            raise ApiError(409, "not_ready", f"job {job.id} has no result yet ({job.status})")
+            raise NotReady(f"job {job.id} has no result yet ({job.status})")
         # A link that expired before it was handed out would be no link: at least a minute
         # (the token's expiry is whole seconds, so a split second would already be past).
         ttl = max((hours or studio.config.share_link_hours) * 3600, MIN_SHARE_SECONDS)
         token = studio.signer.token(job.id, ttl)
         grant = studio.signer.verify(token)
         if grant is None:  # cannot happen with ttl >= 1 s; never a 500 if it did
-            raise ApiError(503, "unavailable", "the link could not be made; try again")
+            raise Unavailable("the link could not be made; try again")
         return {
             "url": f"{base(request)}/api/v1/shared/{token}",
             "token": token,
@@ -363,11 +372,11 @@ def build_router(studio: Studio) -> APIRouter:
     async def shared(token: str):
         grant = studio.signer.verify(token)
         if grant is None:
-            raise ApiError(404, "not_found", "this share link is invalid or has expired")
+            raise NotFound("this share link is invalid or has expired")
         try:
             job = await studio.scheduler.get(grant.job_id)
         except Exception:
-            raise ApiError(404, "not_found", "the shared job no longer exists") from None
+            raise NotFound("the shared job no longer exists") from None
         return _result_file(studio, job)
 
     @router.get(
@@ -389,7 +398,7 @@ def build_router(studio: Studio) -> APIRouter:
             raise not_found("batch")
         waiting = [job.id for job in jobs if not job.finished]
         if waiting:
-            raise ApiError(409, "not_ready", f"{len(waiting)} job(s) of this batch are not done")
+            raise NotReady(f"{len(waiting)} job(s) of this batch are not done")
         data = await asyncio.to_thread(_zip_results, studio, jobs)
         return Response(
             data,
@@ -564,7 +573,7 @@ def build_router(studio: Studio) -> APIRouter:
         allowed = _allowed_methods(request, router.routes)
         if allowed:
             raise method_not_allowed(allowed)
-        raise ApiError(404, "not_found", f"no API endpoint /api/v1/{path}")
+        raise NotFound(f"no API endpoint /api/v1/{path}")
 
     return router
 
@@ -606,10 +615,8 @@ async def _render(studio: Studio, event: JobEvent, base_url: str) -> list[tuple[
     return [("job", studio.job_view(job, base_url))]
 
 
-def _too_large(size: int, limit: int) -> ApiError:
-    return ApiError(
-        422,
-        "too_large",
+def _too_large(size: int, limit: int) -> UploadTooLarge:
+    return UploadTooLarge(
         f"the upload is {size / 1e6:.1f} MB; the limit per request is {limit / 1e6:.0f} MB",
     )
 
@@ -634,9 +641,7 @@ async def _read_form(request: Request, max_bytes: int, max_files: int):
 
     limited = Request(request.scope, counting_receive)
     if _media_type(request) != "multipart/form-data":
-        raise ApiError(
-            415,
-            "unsupported_media_type",
+        raise UnsupportedMediaType(
             "send the request as multipart/form-data (with the files as file fields)",
         )
     try:
@@ -653,7 +658,7 @@ async def _read_json(request: Request, what: str) -> Any:
     """A JSON request body, read up to ``MAX_JSON_BODY`` bytes and parsed strictly."""
     media = _media_type(request)
     if media != "application/json" and not media.endswith("+json"):
-        raise ApiError(415, "unsupported_media_type", f"send {what} as application/json")
+        raise UnsupportedMediaType(f"send {what} as application/json")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_JSON_BODY:
         raise _body_too_large(what)
@@ -667,8 +672,8 @@ async def _read_json(request: Request, what: str) -> Any:
     return jsonsafe.loads(b"".join(chunks), what)
 
 
-def _body_too_large(what: str) -> ApiError:
-    return ApiError(413, "too_large", f"{what} is larger than {MAX_JSON_BODY // 1024} KiB")
+def _body_too_large(what: str) -> TooLarge:
+    return TooLarge(f"{what} is larger than {MAX_JSON_BODY // 1024} KiB")
 
 
 def _priority_change(body: Any) -> dict[str, Any]:
@@ -749,10 +754,10 @@ def _rename(message: str, upload: UploadedFile) -> str:
 
 def _result_file(studio: Studio, job: Job) -> FileResponse:
     if job.status is not JobStatus.SUCCEEDED:
-        raise ApiError(409, "not_ready", f"job {job.id} has no result ({job.status})")
+        raise NotReady(f"job {job.id} has no result ({job.status})")
     path = studio.scheduler.output_path(job)
     if path is None:
-        raise ApiError(410, "gone", f"the result of job {job.id} is no longer stored")
+        raise Gone(f"the result of job {job.id} is no longer stored")
     return FileResponse(
         path,
         media_type=doc.RESULT_TYPES.get(path.suffix.lower(), "application/octet-stream"),

@@ -1,9 +1,11 @@
 """One JSON error shape for the whole API: ``{"error": {"code", "message"}}``.
 
-Engine and scheduler errors already carry a stable ``code`` and a message a
-person understands; this module decides the HTTP status for each, and answers
-everything else the framework can raise (malformed requests, unknown routes,
-wrong methods, unexpected exceptions) in the same shape. A message never
+Every deliberate error is a ``engine.errors.FusionError`` (engine, scheduler, or
+this module's ``ApiError``) and carries its own ``code``, ``http_status``,
+``message`` and headers: the handlers render it from those, with no table of
+codes. This module also answers everything else the framework can raise
+(malformed requests, unknown routes, wrong methods, unexpected exceptions) in the
+same shape, through the ``ApiError`` class of that HTTP status. A message never
 carries a Python repr (``<… object at 0x…>``) or a traceback.
 """
 
@@ -14,6 +16,7 @@ import logging
 import re
 import secrets
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -21,66 +24,211 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import EngineError, TransientError
-from scheduler.errors import (
-    InvalidTransition,
-    JobNotFound,
-    QueueFull,
-    SchedulerError,
-    SchedulerStopped,
-)
+from engine.errors import FusionError
 
 log = logging.getLogger("studio.api")
 
 MAX_MESSAGE = 1000
-# The error codes of framework errors, by HTTP status.
-HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    409: "conflict",
-    410: "gone",
-    411: "length_required",
-    413: "too_large",
-    414: "uri_too_long",
-    415: "unsupported_media_type",
-    422: "invalid_request",
-    429: "too_many_requests",
-    431: "headers_too_large",
-    500: "internal_error",
-    502: "bad_gateway",
-    503: "unavailable",
-    504: "timeout",
-}
 _REPR = re.compile(r"<[^<>\n]{0,200}? at 0x[0-9A-Fa-f]+>")
 
 
-class ApiError(Exception):
-    """An error the API answers with directly (auth, limits, missing results)."""
+class ApiError(FusionError):
+    """An error the API answers with directly (auth, limits, missing results).
 
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status = status
+    ``ApiError(status, code, message, headers)`` names its status and code itself;
+    the subclasses below fix both as class attributes and take only the message
+    (and headers). ``permanent`` (would the same request fail again?) is, unless
+    given, true for a 4xx other than 429.
+    """
+
+    code = "bad_request"
+    permanent = True
+    http_status = 400
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        permanent: bool | None = None,
+    ) -> None:
+        super().__init__(message, headers)
+        self.http_status = status
         self.code = code
-        self.message = message
-        self.headers = headers or {}
+        self.permanent = (status < 500 and status != 429) if permanent is None else permanent
+
+    @property
+    def status(self) -> int:
+        """The HTTP status (``http_status``; the name callers used before the hierarchy)."""
+        return self.http_status
+
+
+class _Answer(ApiError):
+    """An ``ApiError`` whose class declares its code, status and permanence."""
+
+    def __init__(self, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(
+            type(self).http_status, type(self).code, message, headers, permanent=self.permanent
+        )
+
+
+class BadRequest(_Answer):
+    code, http_status = "bad_request", 400
+
+
+class Unauthorized(_Answer):
+    code, http_status = "unauthorized", 401
+
+
+class Forbidden(_Answer):
+    code, http_status = "forbidden", 403
+
+
+class NotFound(_Answer):
+    """No such route, job, batch or link (the same code as ``JobNotFound``)."""
+
+    code, http_status = "not_found", 404
+
+
+class MethodNotAllowed(_Answer):
+    code, http_status = "method_not_allowed", 405
+
+
+class NotAcceptable(_Answer):
+    code, http_status = "not_acceptable", 406
+
+
+class Conflict(_Answer):
+    code, http_status = "conflict", 409
+
+
+class NotReady(_Answer):
+    """The job (or a job of the batch) has no result yet: ask again once it is done."""
+
+    code, http_status, permanent = "not_ready", 409, False
+
+
+class PriorityLimit(_Answer):
+    """The job already has the highest (or lowest) priority."""
+
+    code, http_status = "priority_limit", 409
+
+
+class Gone(_Answer):
+    code, http_status = "gone", 410
+
+
+class LengthRequired(_Answer):
+    code, http_status = "length_required", 411
+
+
+class TooLarge(_Answer):
+    """A request body larger than the route takes."""
+
+    code, http_status = "too_large", 413
+
+
+class UploadTooLarge(TooLarge):
+    """Uploads larger than the server's limit per request: bad input, so 422."""
+
+    http_status = 422
+
+
+class UriTooLong(_Answer):
+    code, http_status = "uri_too_long", 414
+
+
+class UnsupportedMediaType(_Answer):
+    code, http_status = "unsupported_media_type", 415
+
+
+class InvalidRequest(_Answer):
+    """A request the framework could not validate (parameters, body)."""
+
+    code, http_status = "invalid_request", 422
+
+
+class TooManyRequests(_Answer):
+    code, http_status, permanent = "too_many_requests", 429, False
+    retry_after = 5
+
+
+class HeadersTooLarge(_Answer):
+    code, http_status = "headers_too_large", 431
+
+
+class InternalError(_Answer):
+    """An unexpected failure; the message holds only a reference to the server's log."""
+
+    code, http_status, permanent = "internal_error", 500, False
+
+
+class BadGateway(_Answer):
+    code, http_status, permanent = "bad_gateway", 502, False
+
+
+class Unavailable(_Answer):
+    """Not now (starting, stopping, a passing failure): retry later."""
+
+    code, http_status, permanent = "unavailable", 503, False
+    retry_after = 5
+
+
+class GatewayTimeout(_Answer):
+    code, http_status, permanent = "timeout", 504, False
+
+
+# The class a framework error (one that has only a status) is answered as.
+STATUS_ERRORS: tuple[type[ApiError], ...] = (
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    NotAcceptable,
+    Conflict,
+    Gone,
+    LengthRequired,
+    TooLarge,
+    UriTooLong,
+    UnsupportedMediaType,
+    InvalidRequest,
+    TooManyRequests,
+    HeadersTooLarge,
+    InternalError,
+    BadGateway,
+    Unavailable,
+    GatewayTimeout,
+)
+_BY_STATUS = {cls.http_status: cls for cls in STATUS_ERRORS}
+assert len(_BY_STATUS) == len(STATUS_ERRORS), "one class per status"
+
+
+def http_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> ApiError:
+    """The error of a framework answer that has only an HTTP status."""
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls(message, headers)
+    return ApiError(status, http_code(status), message, headers)
+
+
+def http_code(status: int) -> str:
+    """The code of an answer that has only an HTTP status (its class's, if it has one)."""
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls.code
+    return "client_error" if status < 500 else "server_error"
 
 
 def not_found(what: str = "job") -> ApiError:
-    return ApiError(404, "not_found", f"no such {what}")
+    return NotFound(f"no such {what}")
 
 
 def method_not_allowed(allowed: list[str] | set[str]) -> ApiError:
     methods = ", ".join(sorted(allowed))
-    return ApiError(
-        405,
-        "method_not_allowed",
-        f"this endpoint answers only {methods}",
-        {"Allow": methods},
-    )
+    return MethodNotAllowed(f"this endpoint answers only {methods}", {"Allow": methods})
 
 
 def safe_message(message: str) -> str:
@@ -114,10 +262,6 @@ def without_server_paths(request: Request, message: str) -> str:
     return message
 
 
-def http_code(status: int) -> str:
-    return HTTP_CODES.get(status, "client_error" if status < 500 else "server_error")
-
-
 def http_phrase(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase.lower()
@@ -133,21 +277,13 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
-def status_for(exc: Exception) -> int:
-    """The HTTP status of an engine or scheduler error."""
-    if isinstance(exc, QueueFull):
-        return 429
-    if isinstance(exc, JobNotFound):
-        return 404
-    if isinstance(exc, InvalidTransition):
-        return 409
-    if isinstance(exc, SchedulerStopped):
-        return 503
-    if isinstance(exc, TransientError):
-        return 503
-    if isinstance(exc, EngineError):
-        return 422
-    return 500
+def render(request: Request, exc: FusionError) -> JSONResponse:
+    """The answer to any ``FusionError``: its own status, code, message and headers.
+
+    The message loses the server's directories (``without_server_paths``) and any
+    Python repr (``safe_message``)."""
+    message = without_server_paths(request, exc.message)
+    return error_response(exc.http_status, exc.code, message, exc.headers or None)
 
 
 def validation_message(errors: list) -> str:
@@ -177,37 +313,21 @@ def install_handlers(app: FastAPI) -> None:
 
     app.add_middleware(ErrorShapeMiddleware)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError):
-        message = without_server_paths(request, exc.message)
-        return error_response(exc.status, exc.code, message, exc.headers)
-
-    @app.exception_handler(EngineError)
-    async def _engine_error(request: Request, exc: EngineError):
-        status = status_for(exc)
-        headers = {"Retry-After": "5"} if status == 503 else None
-        message = without_server_paths(request, exc.message)
-        return error_response(status, exc.code, message, headers)
-
-    @app.exception_handler(SchedulerError)
-    async def _scheduler_error(request: Request, exc: SchedulerError):
-        status = status_for(exc)
-        headers = {"Retry-After": "5"} if status in (429, 503) else None
-        message = without_server_paths(request, exc.message)
-        return error_response(status, exc.code, message, headers)
+    @app.exception_handler(FusionError)
+    async def _fusion_error(request: Request, exc: FusionError):
+        return render(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError):
-        return error_response(422, "invalid_request", validation_message(exc.errors()))
+    async def _validation(request: Request, exc: RequestValidationError):
+        return render(request, InvalidRequest(validation_message(exc.errors())))
 
     # Starlette's class, so that FastAPI's subclass and the framework's own (routing's
     # 404/405, a malformed multipart body's 400) all land here.
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
         status = exc.status_code
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail else None
-        message = detail or http_phrase(status)
-        return error_response(status, http_code(status), message, exc.headers)
+        return render(request, http_error(status, detail or http_phrase(status), exc.headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
@@ -221,8 +341,5 @@ def install_handlers(app: FastAPI) -> None:
             request.url.path,
             type(exc).__name__,
         )
-        return error_response(
-            500,
-            "internal_error",
-            f"the server could not answer this request (error reference {reference})",
-        )
+        message = f"the server could not answer this request (error reference {reference})"
+        return render(request, InternalError(message))
