@@ -42,7 +42,7 @@ from engine.progress import Progress
 from scheduler.events import STATUS
 from scheduler.jobs import JobStatus
 from scheduler.service import Scheduler, SchedulerConfig
-from scheduler.tasks import TaskContext, task
+from scheduler.tasks import TaskContext, TaskKind
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -53,13 +53,11 @@ FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
 # -- task kinds (imported by the worker processes) ---------------------------------------
 
 
-@task("bench_noop")
 def bench_noop(ctx: TaskContext) -> dict:
     ctx.output.write_bytes(b"ok")
     return {}
 
 
-@task("bench_block")
 def bench_block(ctx: TaskContext) -> dict:
     """Holds its slot until canceled, so that submitted jobs stay queued."""
     while not ctx.cancel.canceled:
@@ -72,6 +70,12 @@ def bench_block(ctx: TaskContext) -> dict:
 # -- the Celery side -----------------------------------------------------------------------
 
 _celery_app = None
+
+
+TASK_KINDS = (
+    TaskKind("bench_noop", bench_noop),
+    TaskKind("bench_block", bench_block),
+)
 
 
 def make_celery_app(broker_url: str):

@@ -40,7 +40,7 @@ from scheduler.celery_backend.registry import (
 )
 from scheduler.celery_backend.tasks import WorkerConfig, pool_process, register
 from scheduler.cpu import DEFAULT_WORKER_PRIORITY, WORKER_PRIORITIES
-from scheduler.tasks import load_task_modules
+from scheduler.tasks import load_kinds
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def main(argv: list[str]) -> int:
         },
     )
     # Import the task kinds once in the main process: forked pool processes share them.
-    load_task_modules(config.task_modules)
+    load_kinds(tuple(config.task_modules))
     client = wait_for_redis(settings.redis_url)
     registry = WorkerRegistry(client, settings.keys, settings.worker_ttl_s)
     info = WorkerInfo(

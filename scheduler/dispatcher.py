@@ -44,7 +44,7 @@ class DispatcherSettings:
     default_time_limit: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     claim_batch: int = 8
-    split_video: bool = False  # run long videos' segments on several slots at once
+    split_video: bool = True  # run long videos' segments on several slots at once
 
 
 @dataclass
@@ -237,6 +237,10 @@ class Dispatcher:
                 return device
         return None
 
+    def _another_slot_free(self) -> bool:
+        """Whether a split job would get a second slot now (its own is already held)."""
+        return any(not semaphore.locked() for semaphore in self._semaphores.values())
+
     def _give_back(self, device: str) -> None:
         self._borrowed[device] -= 1
         self._release_slot(device)
@@ -258,12 +262,17 @@ class Dispatcher:
             output=str(self.files.partial_output(job.id, job.runs, job.spec.output)),
             time_limit=job.time_limit or self.settings.default_time_limit,
         )
-        if self.settings.split_video and sum(self.settings.slots.values()) > 1:
+        if self.settings.split_video and self._another_slot_free():
             try:
                 plan = await asyncio.to_thread(plan_video, attempt)
             except Exception:  # the whole-job path reports bad inputs in the usual way
                 plan = None
             if plan is not None:
+
+                async def note(event: str, detail: dict) -> None:
+                    with contextlib.suppress(Exception):  # history is best effort
+                        await self.store.note(job.id, job.runs, event, detail)
+
                 flight.split = SplitRun(
                     attempt,
                     plan,
@@ -271,6 +280,7 @@ class Dispatcher:
                     self._borrow_slot,
                     self._give_back,
                     lambda event: self._on_progress(job, event),
+                    note,
                 )
                 return await flight.split.run()
         outcome: ExecutorEvent | None = None

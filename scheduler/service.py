@@ -35,7 +35,7 @@ from scheduler.progress_gate import EVENT_RATE, worker_interval
 from scheduler.retention import RetentionPolicy, SweepReport, sweep
 from scheduler.retry import RetryPolicy
 from scheduler.store import HistoryEntry, QueueLimits, Store
-from scheduler.tasks import SCHEDULER_OPTION_KEYS, Submission, Upload, get_task, load_task_modules
+from scheduler.tasks import SCHEDULER_OPTION_KEYS, Submission, Upload, load_kinds
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class SchedulerConfig:
     max_input_bytes: int | None = None
     synchronous: str = "FULL"
     durable_files: bool = True
-    split_video: bool = False  # a long video's segments run on several slots at once
+    split_video: bool = True  # a long video's segments run on every free slot at once
     # The operator's input limits, checked at submit and carried by every job's spec.
     input_limits: InputLimits = field(default_factory=InputLimits)
 
@@ -153,7 +153,7 @@ class Scheduler:
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        load_task_modules(self.config.task_modules)
+        load_kinds(tuple(self.config.task_modules))  # an unknown module fails the start
         await self.store.open()
         slots = {device: int(n) for device, n in self.config.devices.items()}
         await self.executor.start(slots)
@@ -229,7 +229,7 @@ class Scheduler:
         into the job rather than copied."""
         dispatcher = self._check_running()
         _check_owner(owner)
-        task_kind = get_task(kind)
+        task_kind = load_kinds(tuple(self.config.task_modules)).get(kind)
         options = _check_options(options, task_kind.option_keys)
         priority = _check_priority(options.get("priority") if priority is None else priority)
         if idempotency_key is not None:

@@ -1,17 +1,25 @@
-"""One video job over several device slots at once: segments in parallel, then a join.
+"""One video job over several device slots at once: a stage, segments in parallel, a join.
 
-The dispatcher holds one slot for the job. When the job's video is long enough
-to be cut into segments (the engine's ``plan_segments``, through
-``scheduler.celery_backend.segments``), each segment runs as an attempt of its
-own (``<job id>~<index>``, task kind ``swap_segment``): on the job's own slot,
-and on any other slot, of any device, that is free at that moment. Borrowed
-slots go back as soon as their segment ends, so queued jobs are not kept out
-for longer than one segment. When every segment is done the dispatcher joins
-them without re-encoding; the job then succeeds like any other (its output is
-published under the job's run number).
+This is the one split path of the scheduler, for every executor (local worker
+processes, Celery workers). The dispatcher holds one slot for the job. When the
+job's video is long enough to be cut into segments (``scheduler.video_split``):
 
-If a segment fails, the others are stopped and the job's attempt fails with
-that segment's error; the usual retry rules apply.
+1. the whole-video stage (``<job id>~stage``, task kind ``swap_stage``) runs on
+   the job's own slot: the content gate completes here before any segment
+   starts, and a refusal fails the job with no frame processed;
+2. each segment runs as an attempt of its own (``<job id>~<index>``, task kind
+   ``swap_segment``), given the stage's result: on the job's own slot, and on
+   any other slot, of any device, that is free at that moment. Borrowed slots
+   go back as soon as their segment ends, so queued jobs are not kept out for
+   longer than one segment. A segment an earlier run finished is reused, not
+   processed again;
+3. the dispatcher joins the segments without re-encoding; the job then succeeds
+   like any other (its output is published under the job's run number).
+
+Each part's end is written to the job's history (``stage``, ``segment``: the
+device it ran on, its frames, whether it was reused). If a part fails, the
+others are stopped and the job's attempt fails with that part's error; the
+usual retry rules apply.
 """
 
 from __future__ import annotations
@@ -27,24 +35,27 @@ from typing import Any
 
 from engine.progress import CancelToken, Progress
 from scheduler import executor as ex
+from scheduler import video_split
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.jobs import JobError
 from scheduler.retry import INTERNAL, error_from_exception
 
 log = logging.getLogger(__name__)
 
-SEGMENT_KIND = "swap_segment"
 FRAME_STAGES = ("decode", "swap")  # a segment's stages whose progress counts frames
 ProgressSink = Callable[[ExecutorEvent], None]
+HistoryNote = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
-def plan_video(attempt: Attempt) -> Any | None:
+def plan_video(attempt: Attempt) -> video_split.SegmentPlan | None:
     """The segment plan of a swap job's video, or None when it should run whole."""
     if attempt.kind != "swap":
         return None
-    from scheduler.celery_backend.segments import plan
+    return video_split.plan(Path(attempt.job_dir), attempt.spec)
 
-    return plan(Path(attempt.job_dir), attempt.run, attempt.spec)
+
+async def _no_note(event: str, detail: dict[str, Any]) -> None:
+    return None
 
 
 class SplitRun:
@@ -53,11 +64,12 @@ class SplitRun:
     def __init__(
         self,
         attempt: Attempt,
-        plan: Any,
+        plan: video_split.SegmentPlan,
         executor: Executor,
         borrow: Callable[[], Awaitable[str | None]],
         give_back: Callable[[str], None],
         on_progress: ProgressSink,
+        note: HistoryNote = _no_note,
     ) -> None:
         self.attempt = attempt
         self.plan = plan
@@ -65,6 +77,8 @@ class SplitRun:
         self.borrow = borrow
         self.give_back = give_back
         self.on_progress = on_progress
+        self.note = note
+        self.stage: dict[str, Any] | None = None  # the whole-video stage's result
         self.cancel_token = CancelToken()
         self.stopping = False  # the server is stopping: start no more segments
         self.part_ids: set[str] = set()
@@ -85,6 +99,10 @@ class SplitRun:
         )
 
     async def run(self) -> ExecutorEvent:
+        stage = await self._run_stage()
+        if stage.type != ex.SUCCEEDED or self.cancel_token.canceled:
+            return self._as_job_event(stage)
+        self.stage = dict(stage.result or {})
         pending = list(self.plan.segments)
         running: dict[asyncio.Task, tuple[dict, str, bool]] = {}
         results: list[dict] = []
@@ -133,43 +151,86 @@ class SplitRun:
             return self._as_job_event(failure or ExecutorEvent("", 0, ex.CANCELED))
         return await self._join(results)
 
+    async def _run_stage(self) -> ExecutorEvent:
+        """The whole-video stage on the job's own slot; no segment starts before it ends."""
+        if self.stopping:
+            return ExecutorEvent("", 0, ex.RELEASED)
+        part = self._part("stage", video_split.STAGE_KIND, self.attempt.device, {"stage": True})
+        outcome = await self._run_part(part, lambda event: self._forward(event))
+        detail = {"device": part.device, "outcome": outcome.type}
+        if outcome.type == ex.SUCCEEDED:
+            detail.update(outcome.result or {})
+        elif outcome.error is not None:
+            detail["error"] = outcome.error.code
+        await self.note("stage", detail)
+        return outcome
+
     async def _segment(self, segment: dict, device: str) -> ExecutorEvent:
         index = int(segment["index"])
-        part = dataclasses.replace(
-            self.attempt,
-            job_id=f"{self.attempt.job_id}~{index}",
-            device=device,
-            kind=SEGMENT_KIND,
-            output=str(Path(self.attempt.output).with_name(f".part{index}")),
-            part={"segment": segment, "workdir": str(self.plan.workdir)},
-        )
-        self.part_ids.add(part.job_id)
+        payload = {"segment": segment, "stage": self.stage}
+        part = self._part(str(index), video_split.SEGMENT_KIND, device, payload)
         frames = int(segment.get("end_frame", 0)) - int(segment.get("start_frame", 0))
+
+        def on_event(event: ExecutorEvent) -> None:
+            # Only frame stages count: other stages report their own fractions.
+            if event.progress is not None and event.stage in FRAME_STAGES:
+                done = event.progress * max(frames, 0)
+                self._done_frames[index] = max(self._done_frames.get(index, 0.0), done)
+                self._report("swap", event.preview)
+
+        outcome = await self._run_part(part, on_event)
+        if outcome.type == ex.SUCCEEDED:
+            self._done_frames[index] = max(frames, 0)
+            self._report("swap", None)
+            result = outcome.result or {}
+            await self.note(
+                "segment",
+                {
+                    "index": index,
+                    "device": device,
+                    "frames": int(result.get("frames", frames)),
+                    "reused": bool(result.get("reused")),
+                },
+            )
+        return outcome
+
+    def _part(self, name: str, kind: str, device: str, payload: dict[str, Any]) -> Attempt:
+        return dataclasses.replace(
+            self.attempt,
+            job_id=f"{self.attempt.job_id}~{name}",
+            device=device,
+            kind=kind,
+            output=str(Path(self.attempt.output).with_name(f".part-{name}")),
+            part=payload,
+        )
+
+    async def _run_part(
+        self, part: Attempt, on_event: Callable[[ExecutorEvent], None]
+    ) -> ExecutorEvent:
+        self.part_ids.add(part.job_id)
         outcome: ExecutorEvent | None = None
         try:
             async for event in self.executor.run(part):
                 if event.type == ex.PROGRESS:
-                    # Only frame stages count: segment 0's content check reports its own
-                    # fraction (of sampled frames), which is not frames done.
-                    if event.progress is not None and event.stage in FRAME_STAGES:
-                        done = event.progress * max(frames, 0)
-                        self._done_frames[index] = max(self._done_frames.get(index, 0.0), done)
-                        self._report("swap", event.preview)
+                    on_event(event)
                 else:
                     outcome = event
         finally:
             self.part_ids.discard(part.job_id)
-        if outcome is not None and outcome.type == ex.SUCCEEDED:
-            self._done_frames[index] = max(frames, 0)
-            self._report("swap", None)
         return outcome or ExecutorEvent(
-            part.job_id, part.run, ex.FAILED, error=JobError(INTERNAL, "a segment ended silently")
+            part.job_id, part.run, ex.FAILED, error=JobError(INTERNAL, "a part ended silently")
         )
+
+    def _forward(self, event: ExecutorEvent) -> None:
+        """The stage's progress, as the job's: its stage name, at 0 frames done (the
+        job's fraction counts frames, and must never go back)."""
+        job_event = dataclasses.replace(event, progress=0.0, preview=None, eta_seconds=None)
+        self.on_progress(self._as_job_event(job_event))
 
     def _report(self, stage: str, preview: bytes | None, fraction: float | None = None) -> None:
         done = sum(self._done_frames.values())
         if fraction is None:
-            fraction = min(1.0, done / self.total_frames)
+            fraction = min(0.98, done / self.total_frames)  # the join is the last 2 %
         elapsed = time.monotonic() - self._started
         fps = done / elapsed if elapsed > 0 and done else None
         eta = (self.total_frames - done) / fps if fps else None
@@ -187,8 +248,6 @@ class SplitRun:
         )
 
     async def _join(self, results: list[dict]) -> ExecutorEvent:
-        from scheduler.celery_backend.segments import join
-
         loop = asyncio.get_running_loop()
 
         def progress(report: Progress) -> None:
@@ -196,7 +255,7 @@ class SplitRun:
 
         try:
             result = await asyncio.to_thread(
-                join,
+                video_split.join,
                 self.plan,
                 sorted(results, key=lambda r: int(r["index"])),
                 Path(self.attempt.output),

@@ -755,6 +755,21 @@ class Store:
 
     # -- retention --------------------------------------------------------------------
 
+    async def note(self, job_id: str, run: int, event: str, detail: dict[str, Any]) -> bool:
+        """Add a line to the history of a job that is still at run ``run`` (the parts of a
+        split run say where each ran); a run that lost its job writes nothing."""
+
+        async def op(db: aiosqlite.Connection) -> bool:
+            rows = await db.execute_fetchall(
+                "SELECT owner FROM jobs WHERE id = ? AND runs = ?", (job_id, run)
+            )
+            if not rows:
+                return False
+            await _history(db, job_id, rows[0][0], self.clock(), event, {"run": run, **detail})
+            return True
+
+        return await self.write(op, durable=False)
+
     async def finished_before(self, before: float, limit: int = 500) -> list[Job]:
         rows = await self._db().execute_fetchall(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? "

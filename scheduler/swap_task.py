@@ -1,21 +1,23 @@
 """The production task kind ``swap``: one face-swap job through ``engine.jobrun.run_job``.
 
 Submissions are checked here before anything is stored (the options were
-parsed already, by the scheduler, for every kind): at least one source, every source an image within the pixel limit, a target
-that is an image or a video PyAV can open. The worker keeps one
-``FaceEngine`` per device warm in its state between jobs.
+parsed already, by the scheduler, for every kind): at least one source, every
+source an image within the pixel limit, a target that is an image or a video
+PyAV can open. The worker keeps one ``FaceEngine`` per device warm in its state
+between jobs. A long video split over several slots runs as the kinds
+``swap_stage`` and ``swap_segment`` (``scheduler.video_split``).
 """
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 from engine import imageio
 from engine.errors import InvalidInput, InvalidOptions
+from scheduler import video_split
 from scheduler.jobs import InputLimits
-from scheduler.tasks import SCHEDULER_OPTION_KEYS, Submission, TaskContext, Upload, task
+from scheduler.tasks import SCHEDULER_OPTION_KEYS, Submission, TaskContext, TaskKind, Upload
 
 IMAGE_OUTPUT = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".png", "tiff": ".png"}
 
@@ -97,24 +99,6 @@ def swap_output_name(submission: Submission) -> str:
     return f"result.{container}"
 
 
-def warm_engine(ctx: TaskContext):
-    """The worker's ``FaceEngine`` for this device, built once and kept between jobs."""
-    from engine.models.manager import ModelManager
-    from engine.pipeline import FaceEngine
-
-    models_dir = ctx.settings.get("models_dir")
-    threads = int(ctx.settings.get("threads", 0))
-    key = ("face_engine", ctx.device, models_dir, threads)
-    engine = ctx.state.get(key)
-    if engine is None:
-        if models_dir is None:
-            raise InvalidOptions("the worker has no models directory configured")
-        engine = FaceEngine(ModelManager(models_dir), ctx.device, intra_op_threads=threads)
-        ctx.state[key] = engine
-    return engine
-
-
-@task("swap", validate=validate_swap, output_name=swap_output_name)
 def run_swap(ctx: TaskContext) -> dict[str, Any]:
     """Settings used: ``models_dir``, ``threads``, ``content_threshold`` (None: the gate ran
     at submit) and ``data_dir`` (where the provenance keys live; every output is stamped)."""
@@ -137,7 +121,7 @@ def run_swap(ctx: TaskContext) -> dict[str, Any]:
         gate_images=bool(ctx.settings.get("gate_images", True)),
         max_pixels=ctx.spec.limits.max_pixels,
     )
-    result = run_job(warm_engine(ctx), request, ctx.progress, ctx.cancel)
+    result = run_job(video_split.warm_engine(ctx), request, ctx.progress, ctx.cancel)
     return {
         "kind": result.kind,
         "faces_swapped": result.faces_swapped,
@@ -148,11 +132,20 @@ def run_swap(ctx: TaskContext) -> dict[str, Any]:
     }
 
 
-@task("swap_segment")
+def run_swap_stage(ctx: TaskContext) -> dict[str, Any]:
+    """The whole-video stage of a split job (the content gate), before any segment."""
+    return video_split.run_stage(ctx)
+
+
 def run_swap_segment(ctx: TaskContext) -> dict[str, Any]:
     """One segment of a video job the dispatcher split over several device slots."""
-    from scheduler.celery_backend.segments import run_segment
-
     if ctx.part is None:
         raise InvalidOptions("swap_segment runs only as a part of a split job")
-    return run_segment(ctx, ctx.part["segment"], Path(ctx.part["workdir"]))
+    return video_split.run_segment(ctx, ctx.part["segment"], ctx.workdir)
+
+
+TASK_KINDS = (
+    TaskKind("swap", run_swap, validate=validate_swap, output_name=swap_output_name),
+    TaskKind(video_split.STAGE_KIND, run_swap_stage),
+    TaskKind(video_split.SEGMENT_KIND, run_swap_segment),
+)

@@ -7,12 +7,14 @@ of one worker, which is where warm model sessions live.
 
 Each kind also says, in the server, how to check a submission before anything
 is stored (``validate``) and what its output file is called (``output_name``).
-Other modules add kinds with ``@task("name")`` and are named in the executor's
-``task_modules`` so that a freshly spawned worker imports them.
+A module declares its kinds in a ``TASK_KINDS`` tuple and is named in the
+scheduler's ``task_modules``; ``load_kinds`` reads those tuples (the built-in
+``scheduler.swap_task`` first), so there is no registry to fill by import.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -102,35 +104,48 @@ class TaskKind:
     option_keys: tuple[str, ...] = ()  # extra option keys this kind accepts
 
 
-REGISTRY: dict[str, TaskKind] = {}
+BUILT_IN_MODULES = ("scheduler.swap_task",)
 
 
-def task(
-    name: str,
-    *,
-    validate: Validator | None = None,
-    output_name: OutputNamer = default_output_name,
-    option_keys: Iterable[str] = (),
-) -> Callable[[TaskFn], TaskFn]:
-    """Register ``fn`` as the task of kind ``name``."""
+class TaskKinds:
+    """The task kinds one process knows, by name (built once from explicit lists)."""
 
-    def register(fn: TaskFn) -> TaskFn:
-        REGISTRY[name] = TaskKind(name, fn, validate, output_name, tuple(option_keys))
-        return fn
+    def __init__(self, kinds: Iterable[TaskKind] = ()) -> None:
+        self._kinds: dict[str, TaskKind] = {}
+        for kind in kinds:
+            if kind.name in self._kinds:
+                raise ValueError(f"task kind {kind.name!r} is declared twice")
+            self._kinds[kind.name] = kind
 
-    return register
+    def get(self, name: str) -> TaskKind:
+        kind = self._kinds.get(name)
+        if kind is None:
+            known = ", ".join(sorted(self._kinds)) or "none"
+            raise InvalidOptions(f"unknown job kind {name!r}; known kinds: {known}")
+        return kind
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._kinds
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._kinds)
 
 
-def get_task(name: str) -> TaskKind:
-    kind = REGISTRY.get(name)
-    if kind is None:
-        known = ", ".join(sorted(REGISTRY)) or "none"
-        raise InvalidOptions(f"unknown job kind {name!r}; known kinds: {known}")
-    return kind
+@functools.cache
+def load_kinds(modules: tuple[str, ...] = ()) -> TaskKinds:
+    """The kinds declared by the built-in modules and ``modules``: each module lists its
+    kinds in a ``TASK_KINDS`` tuple, so what a worker can run is read, not registered."""
+    kinds: list[TaskKind] = []
+    for name in dict.fromkeys((*BUILT_IN_MODULES, *modules)):
+        module = importlib.import_module(name)
+        declared = getattr(module, "TASK_KINDS", None)
+        if declared is None:
+            raise InvalidOptions(f"task module {name} declares no TASK_KINDS")
+        kinds.extend(declared)
+    return TaskKinds(kinds)
 
 
-def load_task_modules(names: Iterable[str]) -> None:
-    """Import the modules that register task kinds (the built-in ones come first)."""
-    importlib.import_module("scheduler.swap_task")
-    for name in names:
-        importlib.import_module(name)
+def get_task(name: str, modules: Iterable[str] = ()) -> TaskKind:
+    """The kind ``name`` among the built-in kinds and those of ``modules``."""
+    return load_kinds(tuple(modules)).get(name)

@@ -32,7 +32,7 @@ from scheduler.executor import Attempt
 from scheduler.jobs import JobSpec
 from scheduler.progress_gate import PROGRESS_INTERVAL, ProgressGate
 from scheduler.retry import error_from_exception
-from scheduler.tasks import TaskContext, get_task, load_task_modules
+from scheduler.tasks import TaskContext, load_kinds
 
 PR_SET_PDEATHSIG = 1
 
@@ -169,7 +169,7 @@ class _Worker:
             part=attempt.part,
         )
         try:
-            result = get_task(attempt.kind).fn(ctx) or {}
+            result = load_kinds(self.settings.task_modules).get(attempt.kind).fn(ctx) or {}
         except Canceled:
             message: tuple = ("canceled", attempt.job_id, attempt.run)
         except Exception as exc:
@@ -214,5 +214,5 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     lower_priority(settings.settings.get("priority", "normal"))
     limit_threads(int(settings.settings.get("threads", 0) or 0))
-    load_task_modules(settings.task_modules)
+    load_kinds(tuple(settings.task_modules))  # import every kind before the first job
     _Worker(conn, settings).serve()

@@ -58,8 +58,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     )
     backend.add_argument(
         "--split-video",
-        action="store_true",
-        help="spread the segments of one video over several Celery workers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run a long video's segments on every free slot at once (default: on for "
+        "local workers when more than one slot is free, off for Celery)",
     )
     safety = parser.add_argument_group("responsible use")
     safety.add_argument(

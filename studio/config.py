@@ -76,12 +76,21 @@ class StudioConfig:
     redis_url: str | None = None  # progress pub/sub and worker registry; defaults to the broker
     celery_queue: str = "fusion-jobs"
     max_in_flight: int = 32  # jobs handed to Celery at once; the rest wait in SQLite
-    split_video: bool = False
+    # Long videos run as segments on every free slot: None = on for local workers, off for
+    # Celery (where segments travel to other machines and back); True/False forces it.
+    split_video: bool | None = None
     # Content gate: inputs scoring above this (open_nsfw probability) are refused.
     content_threshold: float = 0.8
     # Files in Gradio's cache (UI uploads, face crops) are deleted after this long at most.
     ui_cache_hours: float = 2.0
     ui_cache_gb: float = 10.0  # uploads waiting in that cache, all visitors together
+
+    @property
+    def splits_video(self) -> bool:
+        """Whether a long video is split over the free slots (see ``split_video``)."""
+        if self.split_video is not None:
+            return self.split_video
+        return self.backend == "local"
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -132,7 +132,6 @@ def build_scheduler(config: StudioConfig) -> Scheduler:
         config.data_dir,
         redis_url=config.redis_url,
         queue=config.celery_queue,
-        split_video=config.split_video,
     )
     return Scheduler(settings, executor)
 
@@ -146,6 +145,7 @@ def scheduler_config(config: StudioConfig) -> SchedulerConfig:
         config.slots_per_device,
         max_queued=config.max_queued,
         max_queued_per_owner=config.max_queued_per_owner,
+        split_video=config.splits_video,
         retention=RetentionPolicy(job_seconds=retention, history_seconds=retention),
         worker_settings={
             "models_dir": str(models_dir),

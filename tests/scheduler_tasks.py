@@ -14,7 +14,7 @@ import time
 
 from engine.errors import InvalidInput, TransientError
 from engine.progress import Progress
-from scheduler.tasks import TaskContext, task
+from scheduler.tasks import TaskContext, TaskKind
 
 OPTION_KEYS = ("seconds", "steps", "crash_attempts")
 
@@ -26,20 +26,17 @@ def _write_result(ctx: TaskContext, extra: dict | None = None) -> dict:
     return info
 
 
-@task("noop", option_keys=OPTION_KEYS)
 def noop(ctx: TaskContext) -> dict:
     ctx.output.write_bytes(b"ok")
     return {}
 
 
-@task("record", option_keys=OPTION_KEYS)
 def record(ctx: TaskContext) -> dict:
     """Writes which worker process ran it; ``state`` counts the jobs this worker ran."""
     ctx.state["jobs"] = ctx.state.get("jobs", 0) + 1
     return _write_result(ctx, {"worker_jobs": ctx.state["jobs"]})
 
 
-@task("sleep", option_keys=OPTION_KEYS)
 def sleep(ctx: TaskContext) -> dict:
     """Sleeps ``seconds`` in ``steps``, reporting progress and writing output as it goes."""
     seconds = float(ctx.spec.options.get("seconds", 0.5))
@@ -55,7 +52,6 @@ def sleep(ctx: TaskContext) -> dict:
     return _write_result(ctx)
 
 
-@task("crash", option_keys=OPTION_KEYS)
 def crash(ctx: TaskContext) -> dict:
     """The worker dies (SIGKILL) on its first ``crash_attempts`` attempts (default: always)."""
     crash_attempts = int(ctx.spec.options.get("crash_attempts", 1_000_000))
@@ -67,7 +63,6 @@ def crash(ctx: TaskContext) -> dict:
     return _write_result(ctx)
 
 
-@task("hang", option_keys=OPTION_KEYS)
 def hang(ctx: TaskContext) -> dict:
     """Never ends and ignores its cancel token (a stuck native call)."""
     ctx.output.write_text("partial")
@@ -75,14 +70,23 @@ def hang(ctx: TaskContext) -> dict:
         time.sleep(0.05)
 
 
-@task("bad_input", option_keys=OPTION_KEYS)
 def bad_input(ctx: TaskContext) -> dict:
     raise InvalidInput("the source image holds no face")
 
 
-@task("flaky", option_keys=OPTION_KEYS)
 def flaky(ctx: TaskContext) -> dict:
     """A transient error on the first attempts (``crash_attempts``), then success."""
     if ctx.attempt <= int(ctx.spec.options.get("crash_attempts", 1)):
         raise TransientError("the device is busy")
     return _write_result(ctx)
+
+
+TASK_KINDS = (
+    TaskKind("noop", noop, option_keys=OPTION_KEYS),
+    TaskKind("record", record, option_keys=OPTION_KEYS),
+    TaskKind("sleep", sleep, option_keys=OPTION_KEYS),
+    TaskKind("crash", crash, option_keys=OPTION_KEYS),
+    TaskKind("hang", hang, option_keys=OPTION_KEYS),
+    TaskKind("bad_input", bad_input, option_keys=OPTION_KEYS),
+    TaskKind("flaky", flaky, option_keys=OPTION_KEYS),
+)

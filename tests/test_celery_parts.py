@@ -65,7 +65,7 @@ def test_shared_directory_storage_refuses_what_would_break_the_contract(tmp_path
 
 def test_task_ids_name_job_run_and_segment() -> None:
     assert task_id_for("abc", 2) == "abc.r2"
-    assert task_id_for("abc", 2, 5) == "abc.r2.s5"
+    assert task_id_for("abc~5", 2) == "abc~5.r2"
     assert redact_url("amqp://user:secret@rabbit:5672//") == "amqp://user:***@rabbit:5672//"
     assert redact_url("redis://cache:6379/0") == "redis://cache:6379/0"
 

@@ -84,3 +84,81 @@ async def test_cancel_stops_every_segment_and_frees_the_slots(scheduler: Schedul
     assert [device.busy for device in stats.devices] == [0, 0]
     image = await scheduler.submit("alice", [("tom.png", TOM_HANKS)], ("t.png", TOM_HANKS))
     assert (await wait_for(scheduler, image.id, timeout=60)).status is JobStatus.SUCCEEDED
+
+
+def decoded_frames(path: Path) -> list:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def segment_notes(history) -> list[dict]:
+    return [entry.detail for entry in history if entry.event == "segment"]
+
+
+async def test_split_is_on_by_default_and_equals_the_unsplit_output(tmp_path: Path):
+    """No split flag: two free slots are enough. The whole-video stage runs first, every
+    segment's device is in the history, and the frames equal a one-slot run's."""
+    video = make_video(tmp_path / "long.mp4", seconds=3.0, fps=10, size=(320, 240))
+    inputs = ([("tom.png", TOM_HANKS)], ("long.mp4", video), {"segment_seconds": 0.5})
+    settings = {"models_dir": str(tmp_path / "models"), "threads": 1}
+    config = make_config(tmp_path / "split", devices=DEVICES, worker_settings=settings)
+    assert config.split_video is True
+    async with Scheduler(config) as scheduler:
+        await scheduler.executor.wait_ready()
+        job = await scheduler.submit("alice", *inputs)
+        done = await wait_for(scheduler, job.id, timeout=120)
+        assert done.status is JobStatus.SUCCEEDED, done.error
+        history = await scheduler.history(job.id)
+        split_output = scheduler.output_path(done)
+        split_frames = decoded_frames(split_output)
+    events = [entry.event for entry in history]
+    assert events.index("stage") < events.index("segment"), events
+    stage = next(entry.detail for entry in history if entry.event == "stage")
+    assert stage["outcome"] == "succeeded" and stage["gate"] == "passed"
+    notes = segment_notes(history)
+    assert sorted(note["index"] for note in notes) == list(range(6))
+    assert {note["device"] for note in notes} == set(DEVICES)
+    assert not any(note["reused"] for note in notes)
+    assert done.result["segments"] == 6 and done.result["devices"] == sorted(DEVICES)
+
+    whole = make_config(tmp_path / "whole", devices={"cpu:0": 1}, worker_settings=settings)
+    async with Scheduler(whole) as scheduler:
+        await scheduler.executor.wait_ready()
+        job = await scheduler.submit("alice", *inputs)
+        done = await wait_for(scheduler, job.id, timeout=120)
+        assert done.status is JobStatus.SUCCEEDED, done.error
+        assert "segments" not in done.result  # one slot: the job ran whole
+        assert segment_notes(await scheduler.history(job.id)) == []
+        whole_frames = decoded_frames(scheduler.output_path(done))
+    assert len(split_frames) == len(whole_frames) == 30
+    for split_frame, whole_frame in zip(split_frames, whole_frames, strict=True):
+        assert (split_frame == whole_frame).all()
+
+
+async def test_a_refused_video_never_starts_a_segment(tmp_path: Path):
+    """The content gate runs in the whole-video stage and completes before any segment."""
+    video = make_video(tmp_path / "long.mp4", seconds=3.0, fps=10, size=(320, 240))
+    config = make_config(
+        tmp_path / "data",
+        devices=DEVICES,
+        worker_settings={
+            "models_dir": str(tmp_path / "models"),
+            "threads": 1,
+            "content_threshold": 0.0001,  # every input is refused
+        },
+    )
+    async with Scheduler(config) as scheduler:
+        await scheduler.executor.wait_ready()
+        job = await scheduler.submit(
+            "alice", [("tom.png", TOM_HANKS)], ("long.mp4", video), {"segment_seconds": 0.5}
+        )
+        done = await wait_for(scheduler, job.id, timeout=120)
+        history = await scheduler.history(job.id)
+        work = scheduler.files.job_dir(job.id) / "work"
+        segment_files = sorted(work.glob("segment-*")) if work.exists() else []
+    assert done.status is JobStatus.FAILED and done.error.code == "content_policy", done.error
+    assert done.attempts <= 1  # a refusal is permanent: never retried
+    stage = [entry.detail for entry in history if entry.event == "stage"]
+    assert stage and stage[0]["outcome"] == "failed" and stage[0]["error"] == "content_policy"
+    assert segment_notes(history) == []
+    assert segment_files == []

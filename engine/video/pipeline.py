@@ -68,7 +68,7 @@ def swap_video(
 
     ``processors``: one per device; each segment is processed by one of them,
     starting from ``processor.fork()``. ``workdir``: where finished segments are
-    kept and recorded (``manifest.json``) so a later call resumes; partial
+    kept and recorded (a record file per segment) so a later call resumes; partial
     files are removed on cancel or error, finished segments are kept there.
     """
     processors = list(processors)
@@ -93,6 +93,7 @@ def swap_video(
         manifest = SegmentManifest(
             work, plan_key(target, segments, fmt.codec, options, processors[0])
         )
+        manifest.remove_partials()
         done = {s.index: manifest.finished(s.index) for s in segments}
         finished = {i: r for i, r in done.items() if r is not None}
         pending = [s for s in segments if s.index not in finished]

@@ -25,8 +25,9 @@ from engine.options import OutputOptions
 from engine.video.formats import SEGMENT_SUFFIX, encoder_settings
 from engine.video.probe import Timeline, VideoInfo, probe
 
-MANIFEST_NAME = "manifest.json"
-MANIFEST_VERSION = 1
+MANIFEST_NAME = "manifest.json"  # version 1 kept every record in this one file
+MANIFEST_VERSION = 2
+RECORD_SUFFIX = ".json"
 
 
 @dataclass(frozen=True)
@@ -179,47 +180,56 @@ def describe_processor(processor: object) -> str:
 
 
 class SegmentManifest:
-    """The job's record of finished segments in its work directory (``manifest.json``).
+    """The job's record of finished segments in its work directory.
 
-    Written atomically (temporary file, fsync, rename) after each segment, so a
-    process killed at any moment leaves either the old or the new manifest.
-    When the key differs (other target, options or plan), the old segments are
-    deleted and the job starts from frame 0.
+    Each finished segment gets a record file of its own (``segment-00003.json``
+    next to ``segment-00003.mp4``), written atomically (temporary file, fsync,
+    rename) once the segment file is complete. One record per file lets several
+    processes finish segments of the same job at once (a video split over
+    devices) without overwriting each other's records, and lets a run on one
+    slot resume what a split run left, and the other way round.
+
+    A record whose key differs (other target, options, plan or models) is stale:
+    it and its segment are deleted, so that segment starts afresh.
     """
 
     def __init__(self, workdir: Path, key: str) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.path = self.workdir / MANIFEST_NAME
         self.key = key
         self._lock = threading.Lock()
         self._records: dict[int, SegmentRecord] = {}
-        self._remove_partials()
+        (self.workdir / MANIFEST_NAME).unlink(missing_ok=True)  # the one-file format of v1
         self._load()
 
     def _load(self) -> None:
-        data = None
-        with contextlib.suppress(OSError, ValueError):
-            data = json.loads(self.path.read_text())
-        if (
-            isinstance(data, dict)
-            and data.get("version") == MANIFEST_VERSION
-            and data.get("key") == self.key
-        ):
-            for value in data.get("segments", {}).values():
+        for path in sorted(self.workdir.glob(f"segment-*{RECORD_SUFFIX}")):
+            data = None
+            with contextlib.suppress(OSError, ValueError):
+                data = json.loads(path.read_text())
+            record = None
+            if (
+                isinstance(data, dict)
+                and data.get("version") == MANIFEST_VERSION
+                and data.get("key") == self.key
+            ):
                 with contextlib.suppress(KeyError, TypeError, ValueError):
-                    record = SegmentRecord(**value)
-                    if (self.workdir / record.file).is_file():
-                        self._records[record.index] = record
-            return
-        for stale in self.workdir.glob(f"segment-*{SEGMENT_SUFFIX}"):
-            stale.unlink(missing_ok=True)
-        self._write()
+                    record = SegmentRecord(**data["record"])
+            if record is not None and (self.workdir / record.file).is_file():
+                self._records[record.index] = record
+                continue
+            path.unlink(missing_ok=True)
+            path.with_suffix(SEGMENT_SUFFIX).unlink(missing_ok=True)
 
-    def _remove_partials(self) -> None:
-        """Files a killed process was writing when it died."""
+    def remove_partials(self) -> None:
+        """Partial segment files whose writer is gone (a killed process's leftovers).
+
+        A partial's name carries its writer's pid; files of live writers (another
+        segment of the same job, in another process) are left alone."""
         for partial in self.workdir.glob(f".segment-*.part*{SEGMENT_SUFFIX}"):
-            partial.unlink(missing_ok=True)
+            pid = partial.stem.rsplit(".part", 1)[-1]
+            if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
+                partial.unlink(missing_ok=True)
 
     def finished(self, index: int) -> SegmentRecord | None:
         with self._lock:
@@ -231,19 +241,23 @@ class SegmentManifest:
             return dict(self._records)
 
     def record(self, record: SegmentRecord) -> None:
-        with self._lock:
-            self._records[record.index] = record
-            self._write()
-
-    def _write(self) -> None:
-        data = {
-            "version": MANIFEST_VERSION,
-            "key": self.key,
-            "segments": {str(i): asdict(r) for i, r in sorted(self._records.items())},
-        }
-        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+        data = {"version": MANIFEST_VERSION, "key": self.key, "record": asdict(record)}
+        path = self.workdir / (Path(record.file).stem + RECORD_SUFFIX)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
         with temp.open("w") as handle:
             json.dump(data, handle, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, self.path)
+        os.replace(temp, path)
+        with self._lock:
+            self._records[record.index] = record
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True

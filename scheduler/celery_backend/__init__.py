@@ -24,22 +24,20 @@ def make_executor(
     redis_url: str | None = None,
     queue: str = "fusion-jobs",
     job_time_limit_s: float | None = None,
-    split_video: bool = False,
     **options,
 ):
     """The executor the studio uses for ``--backend celery --broker URL``.
 
     ``data_dir`` is the studio's data directory, shared with the workers.
-    ``split_video`` spreads the segments of a video job over several workers and
-    joins them on the studio. ``options`` go to ``CelerySettings`` (heartbeat_s,
-    worker_ttl_s, …).
+    ``options`` go to ``CelerySettings`` (heartbeat_s, worker_ttl_s, …). Splitting
+    a video over several workers is the scheduler's (``SchedulerConfig.split_video``).
     """
     from scheduler.celery_backend.executor import CeleryExecutor
 
     if job_time_limit_s is not None:
         options["job_time_limit_s"] = job_time_limit_s
     settings = CelerySettings(broker_url=broker_url, redis_url=redis_url, queue=queue, **options)
-    return CeleryExecutor(settings, Path(data_dir), split_video=split_video)
+    return CeleryExecutor(settings, Path(data_dir))
 
 
 def scheduler_devices(max_in_flight: int = 32) -> dict[str, int]:

@@ -6,10 +6,11 @@ carries execution. For each attempt the executor
 
 1. records the job's current run in Redis (workers drop deliveries of other
    runs) and sends a task whose id is derived from job id and run
-   (``<job>.r<run>``), so a resend of the same run is the same task. With
-   ``split_video``, a video target is planned into segments here and sent
-   as one task per segment (``<job>.r<run>.s<i>``), which any workers run in
-   parallel; the studio joins the segment files when all are done;
+   (``<job>.r<run>``), so a resend of the same run is the same task. The
+   parts of a video the dispatcher split (``scheduler.split``: the
+   whole-video stage, then the segments) arrive here as attempts of their
+   own (``<job>~<part>``) and go out as tasks like any other; a finished
+   segment's file is collected into the job's work directory for the join;
 2. turns what comes back into ``ExecutorEvent``s: live progress, stage and
    previews from the workers' pub/sub channel, the outcome from Celery's
    result backend (polled, and looked up at once when a worker announces the
@@ -53,9 +54,7 @@ import redis
 import redis.asyncio as aioredis
 
 from engine.errors import EngineError
-from engine.progress import Progress
 from scheduler import executor as ex
-from scheduler.celery_backend import segments
 from scheduler.celery_backend.app import TASK_NAME, CelerySettings, create_app
 from scheduler.celery_backend.keys import task_id_for
 from scheduler.celery_backend.messages import (
@@ -69,7 +68,7 @@ from scheduler.celery_backend.registry import WorkerInfo, WorkerRegistry
 from scheduler.celery_backend.storage import JobStorage, SharedDirectoryStorage
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.jobs import JobError
-from scheduler.retry import INTERNAL, TIME_LIMIT, WORKER_DIED, error_from_exception
+from scheduler.retry import INTERNAL, TIME_LIMIT, WORKER_DIED
 
 log = logging.getLogger(__name__)
 
@@ -81,16 +80,12 @@ TERMINATE_SIGNAL = "SIGKILL"
 
 @dataclass
 class _Part:
-    """One Celery task of an attempt: the whole job, or one segment of its video."""
+    """The Celery task of an attempt."""
 
     task_id: str
-    index: int | None = None  # segment index
-    frames: int = 0  # the segment's frames (for overall progress)
     started: bool = False
     worker: str | None = None
     pid: int | None = None
-    done_frames: int = 0
-    fps: float | None = None
     outcome: ExecutorEvent | None = None  # SUCCEEDED / FAILED / CANCELED of this part
     terminate_at: float | None = None
     payload: dict[str, Any] = field(default_factory=dict)
@@ -102,12 +97,10 @@ class _Part:
 class _Flight:
     attempt: Attempt
     parts: dict[str, _Part] = field(default_factory=dict)
-    plan: segments.SegmentPlan | None = None
     output_key: str = ""
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     ending: str | None = None  # why we are ending it: "canceled" | "released"
     finished: bool = False
-    joining: bool = False
 
     @property
     def started(self) -> bool:
@@ -133,8 +126,6 @@ class CeleryExecutor(Executor):
         data_dir: Path,
         *,
         storage: JobStorage | None = None,
-        split_video: bool = False,
-        min_segments: int = 2,
         poll_interval: float = 0.5,
         terminate_wait: float = 5.0,
         lost_check_s: float = 15.0,
@@ -142,8 +133,6 @@ class CeleryExecutor(Executor):
         self.settings = settings
         self.keys = settings.keys
         self.storage = storage or SharedDirectoryStorage(Path(data_dir))
-        self.split_video = split_video
-        self.min_segments = min_segments
         self.poll_interval = poll_interval
         self.terminate_wait = terminate_wait
         self.lost_check_s = lost_check_s
@@ -251,10 +240,6 @@ class CeleryExecutor(Executor):
         attempt = flight.attempt
         job_dir = Path(attempt.job_dir)
         job_dir_key, flight.output_key = self.storage.export(job_dir, Path(attempt.output))
-        if self.split_video and attempt.kind == "swap":
-            flight.plan = await asyncio.to_thread(
-                segments.plan, job_dir, attempt.run, attempt.spec, self.min_segments
-            )
         hard = self.settings.job_time_limit_s
         if attempt.time_limit:
             # The broker's visibility timeout was sized from the configured maximum,
@@ -270,37 +255,19 @@ class CeleryExecutor(Executor):
             job_dir=job_dir_key,
             output=flight.output_key,
             time_limit=hard,
+            part=attempt.part,
         )
-        payloads: list[tuple[_Part, TaskPayload]] = []
-        if flight.plan is None:
-            part = _Part(task_id_for(attempt.job_id, attempt.run))
-            payloads.append((part, base))
-        else:
-            for segment in flight.plan.segments:
-                index = int(segment["index"])
-                part = _Part(
-                    task_id_for(attempt.job_id, attempt.run, index),
-                    index=index,
-                    frames=int(segment["end_frame"]) - int(segment["start_frame"]),
-                )
-                payload = TaskPayload(**{**base.to_dict(), "segment": segment})
-                payloads.append((part, payload))
-        for part, _ in payloads:
-            flight.parts[part.task_id] = part
-            self._by_task[part.task_id] = (flight, part)
+        part = _Part(task_id_for(attempt.job_id, attempt.run))
+        flight.parts[part.task_id] = part
+        self._by_task[part.task_id] = (flight, part)
         client = self._client()
         expiry = self.settings.result_expires_s
         pipe = client.pipeline()
         pipe.set(self.keys.attempt(attempt.job_id), str(attempt.run), ex=expiry)
         pipe.delete(self.keys.cancel(attempt.job_id))  # a retried job starts unflagged
         await pipe.execute()
-        for part, payload in payloads:
-            part.payload = {
-                "args": [payload.to_dict()],
-                "time_limit": hard,
-                "soft_time_limit": soft,
-            }
-            await self._publish(part)
+        part.payload = {"args": [base.to_dict()], "time_limit": hard, "soft_time_limit": soft}
+        await self._publish(part)
 
     async def _publish(self, part: _Part) -> None:
         part.sent_at = time.monotonic()
@@ -438,33 +405,14 @@ class CeleryExecutor(Executor):
 
     def _progress_event(self, flight: _Flight, part: _Part, event: WorkerEvent) -> ExecutorEvent:
         attempt = flight.attempt
-        if flight.plan is None:
-            return ExecutorEvent(
-                attempt.job_id,
-                attempt.run,
-                ex.PROGRESS,
-                progress=event.progress,
-                stage=event.stage,
-                eta_seconds=event.eta_seconds,
-                fps=event.fps,
-                preview=event.preview,
-            )
-        # A split video: progress is frames done over all segments, speed is their sum.
-        if event.stage == "swap":
-            part.done_frames = min(part.frames, event.done)
-            part.fps = event.fps
-        total = flight.plan.total_frames
-        done = sum(p.frames if p.outcome else p.done_frames for p in flight.parts.values())
-        fps = sum(p.fps or 0.0 for p in flight.parts.values() if p.outcome is None) or None
-        running = sum(1 for p in flight.parts.values() if p.started and p.outcome is None)
         return ExecutorEvent(
             attempt.job_id,
             attempt.run,
             ex.PROGRESS,
-            progress=done / total if total else None,
-            stage=event.stage if event.stage != "swap" else f"swap ({running} segments running)",
-            eta_seconds=(total - done) / fps if fps else None,
-            fps=fps,
+            progress=event.progress,
+            stage=event.stage,
+            eta_seconds=event.eta_seconds,
+            fps=event.fps,
             preview=event.preview,
         )
 
@@ -539,68 +487,30 @@ class CeleryExecutor(Executor):
         return self._failed(attempt, error)
 
     async def _part_ended(self, flight: _Flight, part: _Part) -> None:
-        """One task ended: the attempt ends with it (whole job, or any failure of a
-        segment: the other segments are stopped), or, once every segment succeeded,
-        with the studio's join."""
+        """The task ended, and the attempt with it (its files collected on success)."""
         outcome = part.outcome
         assert outcome is not None
         if outcome.type != ex.SUCCEEDED:
-            if len(flight.parts) > 1:
-                await self._stop_remote(flight, keep=part)
             flight.finish(outcome)
             return
-        if flight.plan is None:
-            flight.finish(await self._collected(flight, outcome))
-            return
-        if all(p.outcome is not None for p in flight.parts.values()) and not flight.joining:
-            flight.joining = True
-            task = asyncio.get_running_loop().create_task(self._join(flight))
-            self._side_tasks.add(task)  # keep a reference until it is done
-            task.add_done_callback(self._side_tasks.discard)
+        flight.finish(await self._collected(flight, outcome))
 
     async def _collected(self, flight: _Flight, outcome: ExecutorEvent) -> ExecutorEvent:
+        """Make what the task wrote present here: the output of a whole job, or the
+        file of a segment (into the job's work directory, where the join reads it)."""
         attempt = flight.attempt
+        result = outcome.result or {}
         try:
-            await asyncio.to_thread(self.storage.collect, flight.output_key, Path(attempt.output))
+            if attempt.part is None:
+                await asyncio.to_thread(
+                    self.storage.collect, flight.output_key, Path(attempt.output)
+                )
+            elif "key" in result:
+                local = Path(attempt.job_dir) / "work" / str(result["file"])
+                await asyncio.to_thread(self.storage.collect, str(result["key"]), local)
         except EngineError as exc:
             return self._failed(attempt, JobError(exc.code, exc.message, permanent=False))
         return outcome
-
-    async def _join(self, flight: _Flight) -> None:
-        """Join a split video's segments here, on the studio, into the run's output."""
-        attempt, plan = flight.attempt, flight.plan
-        assert plan is not None
-        results = [p.outcome.result for p in flight.parts.values() if p.outcome is not None]
-        loop = asyncio.get_running_loop()
-
-        def progress(report: Progress) -> None:
-            loop.call_soon_threadsafe(
-                flight.emit,
-                ExecutorEvent(
-                    attempt.job_id,
-                    attempt.run,
-                    ex.PROGRESS,
-                    progress=report.fraction,
-                    stage=report.stage if report.stage != "encode" else "join",
-                ),
-            )
-
-        def join() -> dict[str, Any]:
-            for result in results:
-                self.storage.collect(result["key"], plan.workdir / result["file"])
-            joined = segments.join(plan, results, Path(attempt.output), progress)
-            self.storage.collect(flight.output_key, Path(attempt.output))
-            return joined
-
-        flight.emit(self._progress(attempt, 1.0, "join"))
-        try:
-            result = await asyncio.to_thread(join)
-        except Exception as exc:
-            error = error_from_exception(exc)
-            flight.finish(self._failed(attempt, JobError(error.code, error.message, False)))
-            return
-        result["workers"] = sorted({p.worker for p in flight.parts.values() if p.worker})
-        flight.finish(ExecutorEvent(attempt.job_id, attempt.run, ex.SUCCEEDED, result=result))
 
     async def _check_terminations(self) -> None:
         now = time.monotonic()

@@ -60,8 +60,8 @@ class Keys:
         return f"{self.prefix}:worker:{name}:busy"
 
 
-def task_id_for(job_id: str, run: int, segment: int | None = None) -> str:
-    """Celery task id of one run (and segment) of a job: stable, so a resend of the same
-    run is recognised as the same task and a new run never collides with an old one."""
-    base = f"{job_id}.r{run}"
-    return base if segment is None else f"{base}.s{segment}"
+def task_id_for(job_id: str, run: int) -> str:
+    """Celery task id of one run of a job (or of one part, ``<job>~<part>``): stable, so a
+    resend of the same run is recognised as the same task and a new run never collides
+    with an old one."""
+    return f"{job_id}.r{run}"

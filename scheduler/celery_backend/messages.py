@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 PREVIEW_QUALITY = 70
@@ -36,8 +36,8 @@ class TaskPayload:
     # output file; each worker maps them to paths under its own mount.
     job_dir: str
     output: str
-    # For one segment of a video job: ``engine.video.segments.Segment.to_dict()``.
-    segment: dict[str, Any] | None = None
+    # One part of a job the dispatcher split (``scheduler.executor.Attempt.part``).
+    part: dict[str, Any] | None = None
     time_limit: float | None = None  # the hard limit this task was sent with (seconds)
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,7 +45,8 @@ class TaskPayload:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskPayload:
-        return cls(**data)
+        known = {f.name for f in fields(cls)}  # a message from an older studio may carry more
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 SUCCEEDED = "succeeded"

@@ -28,8 +28,8 @@ Contract, the same for every implementation:
 5. **Everything under ``jobs/<id>/`` belongs to that job** and is deleted with
    it by the studio's retention.
 6. **Segment files of a split video follow rules 3 and 4**: a worker writes
-   ``jobs/<id>/work/segments-r<run>/segment-NNNNN.mp4`` and publishes it; the
-   studio collects every segment before it joins them.
+   ``jobs/<id>/work/segment-NNNNN.mp4`` and publishes it; the studio collects
+   each segment as it finishes and joins them when all are there.
 
 An object store (S3, GCS, MinIO) fits the same five calls: ``export``
 uploads the inputs (once per job) and returns object keys; ``open`` downloads

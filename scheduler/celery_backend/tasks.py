@@ -59,7 +59,8 @@ from scheduler.cpu import lower_priority
 from scheduler.jobs import JobSpec
 from scheduler.progress_gate import PROGRESS_INTERVAL, ProgressGate
 from scheduler.retry import TIME_LIMIT, WORKER_DIED, error_from_exception
-from scheduler.tasks import TaskContext, get_task, load_task_modules
+from scheduler.tasks import TaskContext, load_kinds
+from scheduler.video_split import SEGMENT_KIND
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class PoolProcess:
         self.storage = config.storage()
         self.state: dict[str, Any] = {}
         lower_priority(config.task_settings.get("priority", "normal"))
-        load_task_modules(config.task_modules)
+        self.kinds = load_kinds(tuple(config.task_modules))
 
     def publish(self, event: WorkerEvent) -> None:
         """Live events are best effort: a Redis hiccup must never fail a job."""
@@ -222,12 +223,16 @@ def _run(process: PoolProcess, task_id: str, payload: TaskPayload, token: Cancel
             state=process.state,
             progress=ProgressPublisher(process, task_id, payload),
             cancel=token,
+            part=payload.part,
         )
         ctx.workdir.mkdir(parents=True, exist_ok=True)
-        if payload.segment is not None:
-            result = _run_segment(process, ctx, payload)
-        else:
-            result = get_task(payload.kind).fn(ctx) or {}
+        result = process.kinds.get(payload.kind).fn(ctx) or {}
+        if payload.kind == SEGMENT_KIND:
+            # The segment's file, for the studio's join (kept in the job's work directory).
+            file_key = f"{payload.job_dir}/work/{result['file']}"
+            process.storage.publish(file_key, process.storage.path_for(file_key))
+            result["key"] = file_key
+        elif payload.part is None:
             process.storage.publish(payload.output, output)
     except SoftTimeLimitExceeded:
         limit = payload.time_limit or process.config.settings.job_time_limit_s
@@ -247,18 +252,6 @@ def _run(process: PoolProcess, task_id: str, payload: TaskPayload, token: Cancel
             log.exception("job %s failed on %s", payload.job_id, name)
         return Outcome.failure(error.code, error.message, error.permanent, worker=name)
     return Outcome(SUCCEEDED, result=dict(result), worker=name)
-
-
-def _run_segment(process: PoolProcess, ctx: TaskContext, payload: TaskPayload) -> dict[str, Any]:
-    """One segment of a video job split over several workers (see segments.py)."""
-    from scheduler.celery_backend import segments
-
-    directory = f"{payload.job_dir}/work/{segments.SEGMENT_DIR}-r{payload.run}"
-    result = segments.run_segment(ctx, payload.segment or {}, process.storage.path_for(directory))
-    file_key = f"{directory}/{result['file']}"
-    process.storage.publish(file_key, process.storage.path_for(file_key))
-    result["key"] = file_key
-    return result
 
 
 def _finish(
@@ -295,7 +288,8 @@ def _event(
 
 
 def _segment_index(payload: TaskPayload) -> int | None:
-    return None if payload.segment is None else int(payload.segment["index"])
+    segment = (payload.part or {}).get("segment")
+    return None if segment is None else int(segment["index"])
 
 
 class ProgressPublisher:

@@ -308,7 +308,7 @@ class ZeroGPUExecutor(Executor):
     ) -> AsyncIterator[ExecutorEvent]:
         """Join the segments into the run's output in a thread here (no GPU needed)."""
         from engine.progress import CancelToken
-        from scheduler.celery_backend.segments import join
+        from scheduler.video_split import join
 
         attempt = run.attempt
         assert self._loop is not None
@@ -604,9 +604,9 @@ def _plan(attempt: Attempt) -> Any | None:
     """The segment plan of a swap job's video (in ``work/zerogpu``), or None: run whole."""
     if attempt.kind != "swap":
         return None
-    from scheduler.celery_backend.segments import plan
+    from scheduler.video_split import plan
 
-    segment_plan = plan(Path(attempt.job_dir), attempt.run, attempt.spec)
+    segment_plan = plan(Path(attempt.job_dir), attempt.spec)
     if segment_plan is None:
         return None
     return dataclasses.replace(segment_plan, workdir=Path(attempt.job_dir) / "work" / "zerogpu")

@@ -187,7 +187,7 @@ def _run_segments(
     call: dict[str, Any], device: str, put: Callable, token: Any, started: float
 ) -> dict[str, Any]:
     """Encode the call's segments in order while the next one still fits in the call."""
-    from scheduler.celery_backend.segments import run_segment
+    from scheduler.video_split import run_segment, run_stage
 
     workdir = Path(call["workdir"])
     per_frame = call.get("seconds_per_frame")
@@ -202,6 +202,8 @@ def _run_segments(
                 return {"type": "paused"}
         began = time.monotonic()
         ctx = _context(call, device, _Reporter(call, put, int(segment["index"])), token)
+        if int(segment["index"]) == 0:  # the whole-video stage: segments run in order here
+            run_stage(ctx)
         result = run_segment(ctx, segment, workdir)
         seconds = time.monotonic() - began
         per_frame = seconds / max(1, frames)

@@ -1,0 +1,266 @@
+"""One video job over several device slots: a whole-video stage, the segments, the join.
+
+The scheduler owns this path for every backend (``scheduler.split.SplitRun``
+drives it through whatever executor runs attempts: local worker processes or
+Celery workers). Three kinds of work, each a task of its own:
+
+1. **The whole-video stage** (``run_stage``, task kind ``swap_stage``) runs once,
+   before any segment: the content gate checks the sources and the video here,
+   so refused content never has a frame processed. Its result travels to every
+   segment (``part["stage"]``); later passes over the whole video (tracking)
+   belong here too, so that their decisions do not restart at segment borders.
+2. **A segment** (``run_segment``, task kind ``swap_segment``) encodes frames
+   ``start_frame <= i < end_frame`` into the job's work directory and records
+   it there (``engine.video.SegmentManifest``: one record file per segment,
+   so segments finishing in parallel processes never overwrite each other).
+   A segment already recorded under the same key is not processed again: a
+   run that resumes after a crash, or one that runs the job on a single slot,
+   picks up every finished segment.
+3. **The join** (``join``, in the server) puts the segment files together
+   without re-encoding, as ``engine.video.swap_video`` does for a whole run.
+
+A segment's file depends only on its own frames, the options and the models,
+never on which worker or device made it, so the joined output equals an
+unsplit run's frame for frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import InvalidInput
+from engine.options import ParsedOptions, parse_options
+from engine.progress import CancelToken, Progress, ProgressCallback
+from scheduler.tasks import SCHEDULER_OPTION_KEYS
+
+if TYPE_CHECKING:
+    from scheduler.tasks import TaskContext
+
+STAGE_KIND = "swap_stage"
+SEGMENT_KIND = "swap_segment"
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """The segments of one job's video, planned in the server."""
+
+    target: Path
+    segments: tuple[dict[str, Any], ...]
+    total_frames: int
+    workdir: Path  # job_dir/work: shared by every run, split or not
+    options: dict[str, Any]
+
+    def paths(self, files: dict[int, str]) -> list[Path]:
+        return [self.workdir / files[int(segment["index"])] for segment in self.segments]
+
+
+def job_options(options: dict[str, Any]) -> ParsedOptions:
+    """The typed options of a stored job (they were checked at submit)."""
+    return parse_options(options, extra_keys=SCHEDULER_OPTION_KEYS)
+
+
+def plan(job_dir: Path, spec: dict[str, Any], min_segments: int = 2) -> SegmentPlan | None:
+    """Segments of the job's video target, or None when the job should run whole
+    (an image target, or a video too short to be worth splitting)."""
+    from engine.video import is_video, plan_segments, probe
+
+    target_info = spec.get("target") or {}
+    if not target_info.get("name"):
+        return None
+    target = job_dir / "inputs" / target_info["name"]
+    if not target.is_file() or not is_video(target):
+        return None
+    options = job_options(spec.get("options") or {})
+    segments = plan_segments(probe(target), options.output)
+    if len(segments) < max(2, min_segments):
+        return None
+    return SegmentPlan(
+        target=target,
+        segments=tuple(segment.to_dict() for segment in segments),
+        total_frames=sum(segment.frames for segment in segments),
+        workdir=job_dir / "work",
+        options=dict(spec.get("options") or {}),
+    )
+
+
+# -- worker side ------------------------------------------------------------------------
+
+
+def warm_engine(ctx: TaskContext):
+    """The worker's ``FaceEngine`` for this device, built once and kept between jobs."""
+    from engine.errors import InvalidOptions
+    from engine.models.manager import ModelManager
+    from engine.pipeline import FaceEngine
+
+    models_dir = ctx.settings.get("models_dir")
+    threads = int(ctx.settings.get("threads", 0))
+    key = ("face_engine", ctx.device, models_dir, threads)
+    engine = ctx.state.get(key)
+    if engine is None:
+        if models_dir is None:
+            raise InvalidOptions("the worker has no models directory configured")
+        engine = FaceEngine(ModelManager(models_dir), ctx.device, intra_op_threads=threads)
+        ctx.state[key] = engine
+    return engine
+
+
+def run_stage(ctx: TaskContext) -> dict[str, Any]:
+    """The whole-video stage: the content gate over the sources and the video.
+
+    It completes before any segment starts; when it refuses, the job fails and
+    no frame is ever processed."""
+    from engine.jobrun import DEFAULT_CONTENT_THRESHOLD
+
+    if ctx.target is None:
+        raise InvalidInput("a video job needs a target")
+    threshold = ctx.settings.get("content_threshold", DEFAULT_CONTENT_THRESHOLD)
+    if threshold is None:
+        return {"gate": "off"}
+    ctx.progress(Progress(stage="gate", done=0, total=None))
+    gate = warm_engine(ctx).content_gate(threshold)
+    gate.check_inputs(
+        ctx.sources,
+        ctx.target,
+        progress=ctx.progress,
+        cancel=ctx.cancel,
+        max_pixels=ctx.spec.limits.max_pixels,
+    )
+    return {"gate": "passed"}
+
+
+def run_segment(ctx: TaskContext, segment_data: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Encode one segment of the job's video into ``workdir``, unless it is already there."""
+    from engine import imageio
+    from engine.jobrun import load_sources
+    from engine.video import ProgressMeter, Segment, probe, read_frame, run_segments
+    from engine.video.segments import SegmentManifest, SegmentRecord, plan_key, plan_segments
+
+    if ctx.target is None:
+        raise InvalidInput("a video job needs a target")
+    segment = Segment.from_dict(segment_data)
+    options = job_options(ctx.spec.options)
+    output_options = options.output.validate()
+    engine = warm_engine(ctx)
+    limit = ctx.spec.limits.max_pixels
+    sources = load_sources(ctx.sources, limit)
+    reference = imageio.load_image(ctx.reference, max_pixels=limit) if ctx.reference else None
+    first = read_frame(ctx.target, 0) if options.swap.selector == "reference" else None
+    swapper = engine.prepare(sources, options.swap, reference, reference_target=first)
+    info = probe(ctx.target)
+    codec = output_options.video_codec
+    processor: Any = swapper
+    data_dir = ctx.settings.get("data_dir")
+    if data_dir:  # every output is marked: the frames here, metadata and C2PA after the join
+        from engine.provenance.apply import prepare_stamp
+        from engine.provenance.frames import WatermarkingProcessor
+
+        job_id = ctx.job_id.split("~", 1)[0]  # a part's id is "<job id>~<part>"
+        processor = WatermarkingProcessor(swapper, prepare_stamp(data_dir, job_id))
+    # The key of the whole plan, as engine.video.swap_video computes it for an unsplit run.
+    key = plan_key(
+        ctx.target, plan_segments(info, output_options), codec, output_options, processor
+    )
+    manifest = SegmentManifest(workdir, key)
+    described = {
+        "index": segment.index,
+        "swapper": swapper.resolved.swapper,
+        "detector": swapper.resolved.detector,
+    }
+    done = manifest.finished(segment.index)
+    if done is not None:  # finished by an earlier run: not processed twice
+        return {**described, **_record(done), "reused": True}
+    manifest.remove_partials()
+    meter = ProgressMeter(segment.frames, ctx.progress)
+    meter.stage("decode", message=f"segment {segment.index}")
+    outcome = run_segments(
+        processor,
+        ctx.target,
+        [segment],
+        workdir,
+        codec,
+        output_options,
+        first_pts=int(info.timeline.pts[0]),
+        on_frame=meter.frame,
+        cancel=ctx.cancel,
+    )[0]
+    record = SegmentRecord(
+        index=segment.index,
+        file=outcome.path.name,
+        frames=outcome.frames,
+        frames_with_faces=outcome.frames_with_faces,
+    )
+    manifest.record(record)
+    return {**described, **_record(record), "reused": False}
+
+
+def _record(record: Any) -> dict[str, Any]:
+    return {
+        "file": record.file,
+        "frames": record.frames,
+        "frames_with_faces": record.frames_with_faces,
+    }
+
+
+# -- server side ------------------------------------------------------------------------
+
+
+def join(
+    segment_plan: SegmentPlan,
+    results: list[dict[str, Any]],
+    output: Path,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    provenance: tuple[Path, str] | None = None,
+) -> dict[str, Any]:
+    """Join the finished segments into ``output`` (the run's partial output) and
+    return the job's result, as ``scheduler.swap_task.run_swap`` would.
+
+    ``provenance`` (data dir, job id): the segments' frames were watermarked by the
+    workers; the joined file gets the synthetic-media metadata and is signed last."""
+    from engine.video import join_segments, output_format, probe
+    from engine.video.join import can_copy_source, copy_source
+    from engine.video.pipeline import NO_FACE_WARNING
+
+    options = job_options(segment_plan.options).output.validate()
+    info = probe(segment_plan.target)
+    by_index = {int(result["index"]): result for result in results}
+    files = {index: result["file"] for index, result in by_index.items()}
+    with_faces = sum(int(result["frames_with_faces"]) for result in results)
+    warnings = []
+    fmt = output_format(output, options)
+    if with_faces == 0:
+        warnings.append(NO_FACE_WARNING)
+    if with_faces == 0 and can_copy_source(info, fmt, options):
+        copy_source(segment_plan.target, output, options, info, progress, cancel)
+    else:
+        join_segments(
+            segment_plan.target,
+            segment_plan.paths(files),
+            output,
+            options,
+            progress,
+            cancel,
+            info=info,
+        )
+    if info.width % 2 or info.height % 2:
+        warnings.append(
+            f"the video is {info.width}x{info.height}; the output was padded by one pixel "
+            "to even dimensions, as H.264/HEVC/VP9 4:2:0 video requires"
+        )
+    if provenance is not None and with_faces:
+        from engine.provenance.apply import finish_file, prepare_stamp
+
+        finish_file(output, "video", prepare_stamp(*provenance), (info.width, info.height))
+    first = by_index[min(by_index)]
+    return {
+        "kind": "video",
+        "faces_swapped": with_faces,
+        "frames": segment_plan.total_frames,
+        "swapper": first["swapper"],
+        "detector": first["detector"],
+        "warnings": warnings,
+        "segments": len(results),
+        "segments_reused": sum(1 for result in results if result.get("reused")),
+    }
