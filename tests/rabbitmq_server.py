@@ -10,7 +10,7 @@ test run. Its configuration is the repository's ``deploy/rabbitmq/rabbitmq.conf`
 persistent messages come back, exactly as after a production broker crash.
 
 Start costs about five seconds: use the module-scoped ``rabbitmq_server``
-fixture (import it into a test module) so a module starts it once, and
+fixture (tests/conftest.py) so a module starts it once, and
 ``reset()`` between tests.
 
 ``Broker`` is what the broker-parametrized Celery tests see: the broker URL,
@@ -285,15 +285,6 @@ def running_rabbitmq(directory: Path, **options) -> Iterator[RabbitMQServer]:
         yield server
     finally:
         server.close()
-
-
-@pytest.fixture(scope="module")
-def rabbitmq_server(tmp_path_factory) -> Iterator[RabbitMQServer]:
-    """One RabbitMQ node per test module (``reset()`` it between tests)."""
-    if not rabbitmq_installed():
-        pytest.skip("rabbitmq-server is not installed (apt-get install rabbitmq-server)")
-    with running_rabbitmq(tmp_path_factory.mktemp("rabbitmq")) as server:
-        yield server
 
 
 # -- the broker a Celery test runs against -----------------------------------------------

@@ -8,7 +8,7 @@ that, exactly as a production broker with AOF would). ``restart()`` keeps the
 port and the directory, so clients configured with the URL reconnect to the
 same data.
 
-Use the ``redis_server`` fixture (import it into a test module) or the class.
+Use the ``redis_server`` fixture (tests/conftest.py) or the class.
 
 ``WorkerProcess`` runs ``python app.py worker …`` as its own process group,
 so a test can SIGKILL the whole node (main process and pool processes) the
@@ -139,13 +139,6 @@ def running_redis(directory: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server per test, stopped (and its files removed with tmp_path) after."""
-    with running_redis(tmp_path / "redis") as server:
-        yield server
 
 
 # -- Celery worker nodes ----------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 They exercise the machinery, not the engine: a job that does nothing, one that
 sleeps while reporting progress and writing its output bit by bit, one whose
-worker dies, one that hangs, one that fails for good.
+worker dies, one that hangs, one that fails for good, and one that waits until the
+test lets it finish (for the in-process executor of ``tests/doubles.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 
 from engine.errors import InvalidInput, TransientError
@@ -81,6 +83,32 @@ def flaky(ctx: TaskContext) -> dict:
     return _write_result(ctx)
 
 
+_gates: dict[str, threading.Event] = {}
+_gates_lock = threading.Lock()
+
+
+def _gate(job_id: str) -> threading.Event:
+    with _gates_lock:
+        return _gates.setdefault(job_id, threading.Event())
+
+
+def release(job_id: str) -> None:
+    """Let the ``held`` job ``job_id`` finish (from the test process: inline executor only)."""
+    _gate(job_id).set()
+
+
+def held(ctx: TaskContext) -> dict:
+    """Reports half its progress, then waits until ``release(job_id)`` or its cancel token.
+
+    Tests decide when it ends, so what they check never depends on how long a step takes."""
+    ctx.progress(Progress(stage="held", done=1, total=2, eta_seconds=1.0))
+    ctx.output.write_text("partial")
+    gate = _gate(ctx.job_id)
+    while not gate.wait(0.01):
+        ctx.cancel.raise_if_canceled()
+    return _write_result(ctx)
+
+
 TASK_KINDS = (
     TaskKind("noop", noop, option_keys=OPTION_KEYS),
     TaskKind("record", record, option_keys=OPTION_KEYS),
@@ -89,4 +117,5 @@ TASK_KINDS = (
     TaskKind("hang", hang, option_keys=OPTION_KEYS),
     TaskKind("bad_input", bad_input, option_keys=OPTION_KEYS),
     TaskKind("flaky", flaky, option_keys=OPTION_KEYS),
+    TaskKind("held", held, option_keys=OPTION_KEYS),
 )

@@ -29,13 +29,8 @@ from scheduler.celery_backend.keys import Keys, task_id_for
 from scheduler.celery_backend.registry import WorkerRegistry
 from scheduler.jobs import Job, JobStatus
 from scheduler.retry import RetryPolicy
-from tests.rabbitmq_server import (  # noqa: F401 (rabbitmq_server is a fixture)
-    Broker,
-    rabbitmq_broker,
-    rabbitmq_server,
-    redis_broker,
-)
-from tests.redis_server import RedisServer, WorkerProcess, running_redis
+from tests.rabbitmq_server import Broker, rabbitmq_broker, redis_broker
+from tests.redis_server import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -50,24 +45,11 @@ BOTH_BROKERS = pytest.mark.parametrize("broker", ["redis", "rabbitmq"], indirect
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
 def broker(request: pytest.FixtureRequest, redis_server: RedisServer) -> Broker:
     """Redis as the broker, unless the test is parametrized with "rabbitmq"."""
     if getattr(request, "param", "redis") == "rabbitmq":
         return rabbitmq_broker(request.getfixturevalue("rabbitmq_server"), redis_server)
     return redis_broker(redis_server)
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "data"
-    path.mkdir()
-    return path
 
 
 def registry_for(url: str) -> WorkerRegistry:

@@ -4,7 +4,6 @@ and the worker command's refusal of bad flags."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,7 @@ from scheduler.celery_backend.executor import redact_url
 from scheduler.celery_backend.keys import Keys, task_id_for
 from scheduler.celery_backend.registry import BusySlot, WorkerInfo, WorkerRegistry
 from scheduler.celery_backend.storage import SharedDirectoryStorage
-from tests.redis_server import RedisServer, running_redis
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
-
+from tests.redis_server import RedisServer
 
 # -- storage ----------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -29,7 +28,7 @@ from studio.core import Studio, scheduler_config
 from tests.assets import T1, TOM_HANKS
 from tests.live_studio import free_port, iter_sse
 from tests.media import make_video
-from tests.redis_server import RedisServer, WorkerProcess, running_redis
+from tests.redis_server import RedisServer, WorkerProcess
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -87,19 +86,6 @@ class StudioThread:
         self.studio.begin_shutdown()
         self.server.should_exit = True
         self.thread.join(timeout=60)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    path = tmp_path / "data"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from engine.detectors.scrfd import ScrfdDetector
 from engine.errors import InvalidInput, InvalidOptions, ModelUnavailable
 from engine.faces import Face
 from engine.runtime import SessionCache
-from tests.assets import T1, load
 from tests.standins.arcface import make_arcface
 from tests.standins.scrfd import KEYPOINTS, make_scrfd
 
@@ -29,16 +28,6 @@ SCRFD_REAL = Path(__file__).resolve().parents[2] / "shared/models/scrfd_2.5g.onn
 needs_scrfd = pytest.mark.skipif(
     not SCRFD_REAL.is_file(), reason=f"real SCRFD weights not present at {SCRFD_REAL}"
 )
-
-
-@pytest.fixture(scope="module")
-def sessions() -> SessionCache:
-    return SessionCache("cpu")
-
-
-@pytest.fixture(scope="module")
-def t1() -> np.ndarray:
-    return load(T1)
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,6 @@ FACE = Face(
 
 
 @pytest.fixture(scope="module")
-def t1() -> np.ndarray:
-    image = cv2.imread(str(T1))
-    assert image is not None
-    return image
-
-
-@pytest.fixture(scope="module")
 def gfpgan_file(tmp_path_factory: pytest.TempPathFactory):
     return make_gfpgan(tmp_path_factory.mktemp("models") / "gfpgan_1.4.onnx")
 

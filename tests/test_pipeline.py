@@ -16,11 +16,6 @@ from tests.standins.registry import install_standins
 
 
 @pytest.fixture(scope="module")
-def t1():
-    return load_image(T1)
-
-
-@pytest.fixture(scope="module")
 def tom():
     return load_image(TOM_HANKS)
 

@@ -41,15 +41,10 @@ from engine.provenance.payload import (
     job_for_payload,
     payload_for_job,
 )
-from tests.assets import T1, TOM_HANKS
+from tests.assets import TOM_HANKS
 from tests.media import make_video, scene
 
 PAYLOAD = bytes.fromhex("a1b2c3d4e5f6")
-
-
-@pytest.fixture(scope="module")
-def t1() -> np.ndarray:
-    return load_image(T1)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import contextlib
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -40,11 +39,10 @@ from tests.rabbitmq_server import (
     rabbitmq_broker,
     running_rabbitmq,
 )
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 from tests.test_celery_backend import StartWorker, submit, wait_for, wait_status
 
 # The Celery backend tests' fixtures, here on this module's RabbitMQ (``broker`` below).
-data_dir = backend_tests.data_dir
 start_worker = backend_tests.start_worker
 studio = backend_tests.studio
 
@@ -62,12 +60,6 @@ def rabbit(tmp_path_factory) -> Iterator[RabbitMQServer]:
         conf={"consumer_timeout": str(DEFAULT_TIMEOUT_MS)},
         channel_tick_ms=250,
     ) as server:
-        yield server
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
         yield server
 
 

@@ -19,20 +19,8 @@ from engine.detectors.mtcnn import MtcnnDetector
 from engine.errors import InvalidInput, ModelUnavailable
 from engine.faces import Face
 from engine.recognizer import ArcFaceRecognizer
-from engine.runtime import SessionCache
-from tests.assets import T1, load
 from tests.standins.arcface import make_arcface
 from tests.standins.scrfd import make_scrfd
-
-
-@pytest.fixture(scope="module")
-def sessions() -> SessionCache:
-    return SessionCache("cpu")
-
-
-@pytest.fixture(scope="module")
-def t1() -> np.ndarray:
-    return load(T1)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,9 @@ The server (``tests/scheduler_server.py``) runs in a real subprocess with real
 worker processes; the test kills it with SIGKILL while it is both submitting
 and running jobs, checks that its workers died with it, starts a new server
 on the same data directory and waits until that one has finished everything.
+
+The queue side of a crash (a lease that expires, the next server recovering the
+job) is also checked in process, on a fake clock, without processes or sleeps.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.scheduler_server import read_history, read_jobs
-from tests.test_scheduler_workers import pid_alive
+from scheduler.jobs import JobStatus
+from tests.scheduler_server import pid_alive, read_history, read_jobs, wait_for
+from tests.scheduler_tasks import release
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,3 +108,38 @@ def test_sigkill_of_the_server_loses_no_job_and_runs_none_twice(tmp_path: Path):
         starts = [i for i, e in enumerate(events) if e == "started"]
         for first, second in zip(starts, starts[1:], strict=False):
             assert "retried" in events[first:second]
+
+
+async def test_a_crashed_servers_job_is_recovered_once_its_lease_expires(
+    tmp_path: Path, start_inline, fake_clock
+):
+    data_dir = tmp_path / "shared"
+    first = await start_inline(data_dir=data_dir, lease_seconds=60.0)
+    job = await first.submit("alice", [], ("input.txt", b"x"), kind="held")
+    await wait_for(first, job.id, (JobStatus.RUNNING,))
+    await first.stop(graceful=False)  # the store is left as a crash leaves it
+    assert read_jobs(data_dir)[job.id]["status"] == "running"
+
+    fake_clock.advance(30.0)  # the lease still holds: a new server leaves the job alone
+    second = await start_inline(data_dir=data_dir, lease_seconds=60.0)
+    assert await second.dispatcher.recover() == []
+    assert (await second.get(job.id)).status is JobStatus.RUNNING
+
+    fake_clock.advance(31.0)  # now it has expired: recovered, charged one attempt, run again
+    [recovered] = await second.dispatcher.recover()
+    assert recovered.id == job.id and recovered.attempts == 1
+    assert recovered.run_after > fake_clock()  # after its backoff (at most 0.2 s here)
+    fake_clock.advance(0.2)
+    await wait_for(second, job.id, (JobStatus.RUNNING,), predicate=lambda j: j.runs == 2)
+    release(job.id)
+    done = await wait_for(second, job.id)
+    assert done.status is JobStatus.SUCCEEDED and (done.attempts, done.runs) == (1, 2)
+    history = await second.history(job.id)
+    assert [h.event for h in history] == [
+        "submitted",
+        "started",
+        "retried",
+        "started",
+        "succeeded",
+    ]
+    assert history[2].detail["code"] == "lease_expired"

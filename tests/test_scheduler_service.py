@@ -1,4 +1,9 @@
-"""The ``Scheduler`` facade end to end: real SQLite files and real worker processes."""
+"""The ``Scheduler`` facade end to end, on real SQLite files.
+
+Most tests run their tasks in threads of this process (``start_inline``: the
+``InlineExecutor`` of ``tests/doubles.py``) on a fake clock, so that they check
+the queue logic in milliseconds; the few about worker processes (warm workers,
+a graceful stop and restart) run real ones (``start``)."""
 
 from __future__ import annotations
 
@@ -13,29 +18,13 @@ from engine.errors import InvalidInput, InvalidOptions
 from scheduler.errors import InvalidTransition, JobNotFound, QueueFull
 from scheduler.events import PROGRESS, STATUS
 from scheduler.jobs import JobStatus
+from scheduler.retry import RetryPolicy
 from scheduler.service import DB_NAME, Scheduler
 from tests.assets import T1, TOM_HANKS
-from tests.scheduler_server import make_config, read_jobs, wait_for
+from tests.scheduler_server import read_jobs, wait_for
+from tests.scheduler_tasks import release
 
 INPUT = ("input.txt", b"some input")
-
-
-@pytest.fixture
-async def start(tmp_path: Path):
-    """Start schedulers on fresh data directories; all are stopped at the end."""
-    started: list[Scheduler] = []
-
-    async def start(**overrides) -> Scheduler:
-        data_dir = overrides.pop("data_dir", tmp_path / f"data{len(started)}")
-        scheduler = Scheduler(make_config(data_dir, **overrides))
-        await scheduler.start()
-        await scheduler.executor.wait_ready()
-        started.append(scheduler)
-        return scheduler
-
-    yield start
-    for scheduler in started:
-        await scheduler.stop()
 
 
 async def block(scheduler: Scheduler, owner: str = "blocker") -> str:
@@ -49,10 +38,10 @@ def stored_dirs(scheduler: Scheduler) -> list[str]:
     return scheduler.files.job_ids()
 
 
-async def test_a_job_runs_to_success_with_its_output(start):
-    scheduler = await start()
+async def test_a_job_runs_to_success_with_its_output(start_inline):
+    scheduler = await start_inline()
     job = await scheduler.submit(
-        "alice", [], ("notes.txt", b"hello"), {"seconds": 0.2}, kind="sleep"
+        "alice", [], ("notes.txt", b"hello"), {"seconds": 0.02}, kind="sleep"
     )
     assert job.status is JobStatus.QUEUED
     assert job.spec.target.name == "target.txt" and job.spec.target.original == "notes.txt"
@@ -82,8 +71,8 @@ async def test_workers_stay_warm_between_jobs(start):
     assert [r["worker_jobs"] for r in results] == [1, 2]
 
 
-async def test_get_list_and_owner_isolation(start):
-    scheduler = await start()
+async def test_get_list_and_owner_isolation(start_inline):
+    scheduler = await start_inline()
     await block(scheduler)
     mine = [await scheduler.submit("alice", [], INPUT, kind="noop") for _ in range(3)]
     theirs = await scheduler.submit("bob", [], INPUT, kind="noop")
@@ -102,8 +91,8 @@ async def test_get_list_and_owner_isolation(start):
             await call
 
 
-async def test_bad_submissions_are_refused_before_anything_is_stored(start, tmp_path: Path):
-    scheduler = await start()
+async def test_bad_submissions_are_refused_before_anything_is_stored(start_inline, tmp_path: Path):
+    scheduler = await start_inline()
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     text = tmp_path / "not-an-image.jpg"
@@ -138,8 +127,8 @@ async def test_bad_submissions_are_refused_before_anything_is_stored(start, tmp_
     db.close()
 
 
-async def test_a_valid_swap_submission_is_stored_under_safe_names(start):
-    scheduler = await start()
+async def test_a_valid_swap_submission_is_stored_under_safe_names(start_inline):
+    scheduler = await start_inline()
     await block(scheduler)
     job = await scheduler.submit(
         "alice",
@@ -156,8 +145,8 @@ async def test_a_valid_swap_submission_is_stored_under_safe_names(start):
     assert job.input_bytes == T1.stat().st_size + TOM_HANKS.stat().st_size
 
 
-async def test_handed_over_files_are_linked_and_others_copied(start, tmp_path: Path):
-    scheduler = await start()
+async def test_handed_over_files_are_linked_and_others_copied(start_inline, tmp_path: Path):
+    scheduler = await start_inline()
     await block(scheduler)
     upload = tmp_path / "upload.part"
     upload.write_bytes(b"a large video, say")
@@ -175,8 +164,8 @@ async def test_handed_over_files_are_linked_and_others_copied(start, tmp_path: P
         assert job.input_bytes == 18
 
 
-async def test_queue_full_is_refused_and_stores_nothing(start):
-    scheduler = await start(max_queued=4, max_queued_per_owner=2)
+async def test_queue_full_is_refused_and_stores_nothing(start_inline):
+    scheduler = await start_inline(max_queued=4, max_queued_per_owner=2)
     await block(scheduler)
     for _ in range(2):
         await scheduler.submit("alice", [], INPUT, kind="noop")
@@ -190,8 +179,8 @@ async def test_queue_full_is_refused_and_stores_nothing(start):
     assert (await scheduler.stats()).queued == 4
 
 
-async def test_an_idempotency_key_returns_the_same_job(start):
-    scheduler = await start()
+async def test_an_idempotency_key_returns_the_same_job(start_inline):
+    scheduler = await start_inline()
     await block(scheduler)
     first = await scheduler.submit("alice", [], INPUT, kind="noop", idempotency_key="upload-1")
     again = await scheduler.submit("alice", [], INPUT, kind="noop", idempotency_key="upload-1")
@@ -209,62 +198,82 @@ async def next_start(events) -> str:
             return event.job_id
 
 
-async def test_priority_and_owner_fairness(start):
+async def test_priority_and_owner_fairness(start_inline):
     """Owner A holds 100 queued jobs; owner B's single job starts in the next free slot,
-    and a job with a higher priority before it."""
-    scheduler = await start()
-    a_jobs = [
-        await scheduler.submit("owner-a", [], INPUT, {"seconds": 0.5}, kind="sleep")
-        for _ in range(100)
-    ]
+    and a job with a higher priority before it. Each job ends when the test says so."""
+    scheduler = await start_inline()
     events = scheduler.subscribe()
+    a_jobs = [await scheduler.submit("owner-a", [], INPUT, kind="held") for _ in range(100)]
     running = await next_start(events)
-    b_job = await scheduler.submit("owner-b", [], INPUT, {"seconds": 0.05}, kind="sleep")
+    assert running == a_jobs[0].id
+    b_job = await scheduler.submit("owner-b", [], INPUT, kind="held")
+    release(running)
     assert await next_start(events) == b_job.id
+    release(b_job.id)
     running = await next_start(events)
-    assert running in {job.id for job in a_jobs}
-    urgent = await scheduler.submit(
-        "owner-a", [], INPUT, {"seconds": 0.05}, kind="sleep", priority=9
-    )
+    assert running == a_jobs[1].id
+    urgent = await scheduler.submit("owner-a", [], INPUT, kind="held", priority=9)
+    release(running)
     assert await next_start(events) == urgent.id
-    assert (await scheduler.stats()).queued > 90
+    assert (await scheduler.stats()).queued == 98
 
 
-async def test_progress_is_published_and_persisted(start):
-    scheduler = await start(progress_persist_seconds=0.2)
-    job = await scheduler.submit("alice", [], INPUT, {"seconds": 1.5, "steps": 30}, kind="sleep")
+async def test_progress_is_published_and_persisted(start_inline):
+    scheduler = await start_inline(progress_persist_seconds=0.05)
+    job = await scheduler.submit("alice", [], INPUT, kind="held")
     subscription = scheduler.subscribe(job_id=job.id)
     running = await wait_for(
         scheduler, job.id, (JobStatus.RUNNING,), predicate=lambda j: (j.progress or 0) > 0.2
     )
-    assert running.stage == "sleep" and running.eta_seconds is not None
+    assert running.stage == "held" and running.eta_seconds is not None
+    release(job.id)
     done = await wait_for(scheduler, job.id)
     events = []
-    while (event := await subscription.get(timeout=0.05)) is not None:
+    while (event := await subscription.get(timeout=0)) is not None:
         events.append(event)
     progress = [e.progress for e in events if e.type == PROGRESS]
-    assert 2 <= len(progress) <= 12  # throttled to about 4 a second
-    assert progress == sorted(progress)
-    assert events[-1].status is done.status is JobStatus.SUCCEEDED
+    assert progress == [0.5]  # the task's one report (bus throttling: test_scheduler_events)
+    assert [e.status for e in events if e.type == STATUS] == [
+        JobStatus.RUNNING,
+        JobStatus.SUCCEEDED,
+    ]
+    assert events[-1].status is done.status is JobStatus.SUCCEEDED and done.progress == 1.0
 
 
-async def test_permanent_failures_fail_at_once_and_transient_ones_retry(start):
-    scheduler = await start()
+async def test_permanent_failures_fail_at_once_and_transient_ones_retry(start_inline, fake_clock):
+    """A transient failure waits out its backoff (on the store's clock) before the next
+    attempt; a permanent one fails the job at once."""
+    scheduler = await start_inline(retry=RetryPolicy(base=60.0, cap=600.0, jitter=0.5))
     bad = await scheduler.submit("alice", [], INPUT, kind="bad_input")
     flaky = await scheduler.submit("alice", [], INPUT, {"crash_attempts": 2}, kind="flaky")
     bad_done = await wait_for(scheduler, bad.id)
     assert bad_done.status is JobStatus.FAILED and bad_done.runs == 1
     assert bad_done.error.code == "invalid_input"
     assert bad_done.error.message == "the source image holds no face"
+    for attempts, ceiling in ((1, 60.0), (2, 120.0)):
+        waiting = await wait_for(
+            scheduler,
+            flaky.id,
+            (JobStatus.QUEUED,),
+            predicate=lambda j, n=attempts: j.attempts == n,
+        )
+        assert waiting.runs == attempts and waiting.error.message == "the device is busy"
+        delay = waiting.run_after - fake_clock()
+        assert ceiling / 2 <= delay <= ceiling  # exponential backoff with jitter
+        fake_clock.advance(delay / 2)  # not due yet: it stays queued
+        assert (await scheduler.store.claim("cpu", 1, 60)) == []
+        assert (await scheduler.get(flaky.id)).status is JobStatus.QUEUED
+        fake_clock.advance(delay / 2 + 0.001)  # due now: the dispatcher is told, claims it
     flaky_done = await wait_for(scheduler, flaky.id)
     assert flaky_done.status is JobStatus.SUCCEEDED and flaky_done.attempts == 2
+    assert flaky_done.runs == 3
     retried = [h for h in await scheduler.history(flaky.id) if h.event == "retried"]
     assert [h.detail["reason"] for h in retried] == ["the device is busy"] * 2
     assert all(h.detail["delay_seconds"] > 0 for h in retried)
 
 
-async def test_retry_and_delete_on_request(start):
-    scheduler = await start()
+async def test_retry_and_delete_on_request(start_inline):
+    scheduler = await start_inline()
     job = await scheduler.submit("alice", [], INPUT, kind="bad_input")
     failed = await wait_for(scheduler, job.id)
     assert failed.status is JobStatus.FAILED
@@ -285,8 +294,8 @@ async def test_retry_and_delete_on_request(start):
     assert [h.event for h in await scheduler.history(ok.id)][-1] == "deleted"
 
 
-async def test_stats_report_slots_queue_and_disk(start):
-    scheduler = await start(devices={"cpu:0": 1, "cpu:1": 2})
+async def test_stats_report_slots_queue_and_disk(start_inline):
+    scheduler = await start_inline(devices={"cpu:0": 1, "cpu:1": 2}, cancel_grace_seconds=0.05)
     blocker = await block(scheduler)
     stats = await scheduler.stats()
     assert {d.device: (d.slots, d.busy) for d in stats.devices} == {

@@ -1,4 +1,7 @@
-"""The job model and the SQLite store, on real database files (no worker processes)."""
+"""The job model and the SQLite store, on real database files (no worker processes).
+
+The ``store`` fixture (tests/conftest.py) runs on a fake clock: backoffs and leases
+run out when a test advances it, not by sleeping."""
 
 from __future__ import annotations
 
@@ -42,14 +45,6 @@ def make_job(number: int, owner: str = "alice", priority: int = 0, **kwargs) -> 
         updated_at=now,
         **kwargs,
     )
-
-
-@pytest.fixture
-async def store(tmp_path: Path):
-    store = Store(tmp_path / "jobs.sqlite3")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def insert_many(store: Store, jobs: list[Job]) -> None:
@@ -219,14 +214,16 @@ async def test_a_newcomer_is_served_in_the_next_round(store: Store):
     assert await claim_order(store, 1) == [make_job(3).id]
 
 
-async def test_backed_off_jobs_wait_until_due(store: Store):
+async def test_backed_off_jobs_wait_until_due(store: Store, fake_clock):
     await store.insert(make_job(1))
     [job] = await store.claim("cpu:0", 1, 60)
     error = JobError("worker_died", "the worker process stopped", permanent=False)
     await store.retry_later(job.id, job.runs, error, delay=0.3)
     assert await store.claim("cpu:0", 1, 60) == []
-    assert await store.next_due() > time.time()
-    await asyncio.sleep(0.35)
+    assert await store.next_due() == fake_clock() + 0.3
+    fake_clock.advance(0.29)
+    assert await store.claim("cpu:0", 1, 60) == []
+    fake_clock.advance(0.02)
     [again] = await store.claim("cpu:0", 1, 60)
     assert again.id == job.id and again.attempts == 1 and again.runs == 2
 
@@ -285,10 +282,12 @@ async def test_fifty_concurrent_claimers_take_each_of_1000_jobs_exactly_once(tmp
 # -- leases, fencing, recovery --------------------------------------------------------------------
 
 
-async def test_a_run_that_lost_its_job_can_neither_finish_it_nor_publish(store: Store):
+async def test_a_run_that_lost_its_job_can_neither_finish_it_nor_publish(store: Store, fake_clock):
     await store.insert(make_job(1))
-    [job] = await store.claim("cpu:0", 1, lease_seconds=0.05)
-    await asyncio.sleep(0.1)
+    [job] = await store.claim("cpu:0", 1, lease_seconds=60)
+    fake_clock.advance(59)
+    assert await store.recover_expired(lambda attempts: 0.0, exclude=set()) == []
+    fake_clock.advance(2)
     [recovered] = await store.recover_expired(lambda attempts: 0.0, exclude=set())
     assert recovered.status is JobStatus.QUEUED and recovered.attempts == 1
     history = await store.history(job.id)
@@ -310,11 +309,11 @@ async def test_a_run_that_lost_its_job_can_neither_finish_it_nor_publish(store: 
     assert done.result == {"f": 1}
 
 
-async def test_recovery_fails_a_job_after_its_maximum_attempts(store: Store):
+async def test_recovery_fails_a_job_after_its_maximum_attempts(store: Store, fake_clock):
     await store.insert(make_job(1, max_attempts=2))
     for expected in (JobStatus.QUEUED, JobStatus.FAILED):
-        await store.claim("cpu:0", 1, lease_seconds=0.01)
-        await asyncio.sleep(0.03)
+        await store.claim("cpu:0", 1, lease_seconds=60)
+        fake_clock.advance(61)
         [job] = await store.recover_expired(lambda attempts: 0.0, exclude=set())
         assert job.status is expected
     assert job.attempts == 2
@@ -322,10 +321,10 @@ async def test_recovery_fails_a_job_after_its_maximum_attempts(store: Store):
     assert "gave up after 2 attempts" in job.error.message
 
 
-async def test_recovery_skips_jobs_this_process_is_running(store: Store):
+async def test_recovery_skips_jobs_this_process_is_running(store: Store, fake_clock):
     await store.insert(make_job(1))
-    [job] = await store.claim("cpu:0", 1, lease_seconds=0.01)
-    await asyncio.sleep(0.03)
+    [job] = await store.claim("cpu:0", 1, lease_seconds=60)
+    fake_clock.advance(61)
     assert await store.recover_expired(lambda a: 0.0, exclude={job.id}) == []
 
 

@@ -1,4 +1,8 @@
-"""Worker processes that die, hang, or are canceled; time limits. Real processes throughout."""
+"""Worker processes that die, hang, or are canceled; time limits.
+
+Real worker processes (the ``scheduler`` fixture of tests/conftest.py), since
+what these tests check is the ``LocalExecutor``'s handling of processes; the
+queue logic around them runs on the in-process doubles (``start_inline``)."""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import asyncio
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -16,17 +19,9 @@ from scheduler.jobs import JobStatus
 from scheduler.retry import RetryPolicy, error_from_exception
 from scheduler.service import Scheduler
 from tests.scheduler_server import make_config, pid_alive, wait_for
+from tests.scheduler_tasks import release
 
 INPUT = ("input.txt", b"some input")
-
-
-@pytest.fixture
-async def scheduler(tmp_path: Path):
-    scheduler = Scheduler(make_config(tmp_path / "data", cancel_grace_seconds=0.5))
-    await scheduler.start()
-    await scheduler.executor.wait_ready()
-    yield scheduler
-    await scheduler.stop()
 
 
 def worker_pids(scheduler: Scheduler) -> list[int]:
@@ -92,12 +87,38 @@ async def test_a_job_whose_worker_always_dies_fails_after_its_maximum_attempts(
     assert (await wait_for(scheduler, after.id)).status is JobStatus.SUCCEEDED
 
 
-async def test_cancel_a_queued_job(scheduler: Scheduler):
-    blocker = await scheduler.submit("alice", [], INPUT, {"seconds": 0.5}, kind="sleep")
+async def test_a_dead_workers_job_comes_back_after_its_backoff(start_inline, fake_clock):
+    """The queue side of a worker death (the real death: the tests above): the attempt
+    is charged and the job waits out its backoff on the store's clock, then runs again."""
+    scheduler = await start_inline(retry=RetryPolicy(base=30.0, cap=30.0, jitter=0.0))
+    job = await scheduler.submit("alice", [], INPUT, kind="held")
+    while job.id not in scheduler.executor.running():
+        await asyncio.sleep(0.005)
+    scheduler.executor.die(job.id)
+    queued = await wait_for(
+        scheduler, job.id, (JobStatus.QUEUED,), predicate=lambda j: j.attempts == 1
+    )
+    assert queued.error.code == "worker_died" and queued.run_after == fake_clock() + 30.0
+    assert leftovers(scheduler, job.id) == []
+    fake_clock.advance(29.0)
+    assert await scheduler.store.claim("cpu", 1, 60) == []  # not due yet
+    fake_clock.advance(1.0)
+    await wait_for(scheduler, job.id, (JobStatus.RUNNING,), predicate=lambda j: j.runs == 2)
+    release(job.id)
+    done = await wait_for(scheduler, job.id)
+    assert done.status is JobStatus.SUCCEEDED and done.attempts == 1 and done.runs == 2
+    events = [h.event for h in await scheduler.history(job.id)]
+    assert events == ["submitted", "started", "retried", "started", "succeeded"]
+
+
+async def test_cancel_a_queued_job(start_inline):
+    scheduler = await start_inline()
+    blocker = await scheduler.submit("alice", [], INPUT, kind="held")
     job = await scheduler.submit("alice", [], INPUT, kind="noop")
     canceled = await scheduler.cancel(job.id, owner="alice")
     assert canceled.status is JobStatus.CANCELED and canceled.runs == 0
-    await wait_for(scheduler, blocker.id)
+    release(blocker.id)
+    assert (await wait_for(scheduler, blocker.id)).status is JobStatus.SUCCEEDED
     assert (await scheduler.get(job.id)).status is JobStatus.CANCELED
     assert [h.event for h in await scheduler.history(job.id)] == ["submitted", "canceled"]
 
@@ -106,9 +127,8 @@ async def test_cancel_a_running_job_stops_it_and_leaves_no_partial_output(schedu
     job = await scheduler.submit("alice", [], INPUT, {"seconds": 30, "steps": 300}, kind="sleep")
     pid = await running_pid(scheduler, job.id)
     assert leftovers(scheduler, job.id) == [f".r1.{job.spec.output}"]  # it is writing
-    started = time.monotonic()
-    await scheduler.cancel(job.id)
-    assert time.monotonic() - started < 5.0
+    await scheduler.cancel(job.id)  # returns once the attempt has ended
+    assert job.id not in scheduler.dispatcher.running_ids()
     canceled = await scheduler.get(job.id)
     assert canceled.status is JobStatus.CANCELED and canceled.output_name is None
     assert leftovers(scheduler, job.id) == []
@@ -121,9 +141,8 @@ async def test_cancel_of_a_job_that_ignores_it_ends_the_worker(scheduler: Schedu
     job = await scheduler.submit("alice", [], INPUT, kind="hang")
     await wait_for(scheduler, job.id, (JobStatus.RUNNING,))
     pid = await worker_of(scheduler, job.id)
-    started = time.monotonic()
-    await scheduler.cancel(job.id)
-    assert time.monotonic() - started < 5.0
+    await scheduler.cancel(job.id)  # returns once the worker has been ended after the grace
+    assert job.id not in scheduler.dispatcher.running_ids()
     assert (await scheduler.get(job.id)).status is JobStatus.CANCELED
     assert leftovers(scheduler, job.id) == []
     assert not pid_alive(pid)
@@ -138,9 +157,7 @@ async def test_a_time_limit_ends_a_stuck_job(tmp_path: Path):
         job = await scheduler.submit(
             "alice", [], INPUT, kind="hang", time_limit=0.5, max_attempts=2
         )
-        started = time.monotonic()
         done = await wait_for(scheduler, job.id, timeout=20)
-        assert time.monotonic() - started < 10
         assert done.status is JobStatus.FAILED and done.attempts == 2
         assert done.error.code == "time_limit"
         assert "longer than its time limit of 0.5 s" in done.error.message

@@ -15,7 +15,7 @@ from engine.runtime import SessionCache
 from engine.swappers.base import SourceIdentity
 from engine.swappers.classic import ClassicSwapper, oval_mask
 from engine.swappers.inswapper import InSwapper
-from tests.assets import T1, TOM_HANKS
+from tests.assets import TOM_HANKS
 from tests.standins.inswapper import make_inswapper
 
 # The six faces of t1.jpg as insightface's SCRFD finds them with scrfd_2.5g at 640
@@ -28,13 +28,6 @@ T1_SCRFD = [
     ([904.8, 54.2, 1013.2, 204.2], [[916.3, 119.3], [944.8, 113.6], [919.3, 149.6], [936.8, 171.2], [958.3, 165.8]]),
     ([269.0, 147.3, 371.2, 265.1], [[287.0, 210.7], [320.6, 194.7], [305.1, 227.9], [311.2, 245.0], [337.9, 231.0]]),
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def t1() -> np.ndarray:
-    image = cv2.imread(str(T1))
-    assert image is not None
-    return image
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ processor that inverts a fixed rectangle, so that what must change is known.
 
 from __future__ import annotations
 
-import tempfile
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +19,6 @@ import pytest
 from engine import video
 from engine.errors import Canceled
 from engine.frame import FrameResult
-from engine.models.manager import ModelManager
 from engine.options import OutputOptions, SwapOptions
 from engine.pipeline import FaceEngine
 from engine.progress import CancelToken, Progress
@@ -66,11 +64,6 @@ class Counting:
 
     def fork(self) -> Counting:
         return Counting(self.inner.fork(), self.counter, self.on_frame)
-
-
-@pytest.fixture(scope="module")
-def engine() -> FaceEngine:
-    return FaceEngine(ModelManager(Path(tempfile.mkdtemp(prefix="models-"))), "cpu", 1)
 
 
 @pytest.fixture(scope="module")

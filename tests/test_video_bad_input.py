@@ -7,7 +7,6 @@ or partial file may be left behind.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,7 @@ import pytest
 from engine import video
 from engine.errors import InvalidInput, InvalidOptions
 from engine.frame import FrameResult
-from engine.models.manager import ModelManager
 from engine.options import OutputOptions, SwapOptions
-from engine.pipeline import FaceEngine
 from tests import media
 from tests.assets import T1, TOM_HANKS, load
 
@@ -145,11 +142,6 @@ def test_trim_outside_the_video(tmp_path):
     target = media.make_video(tmp_path / "in.mp4", seconds=1.0, audio=False)
     with pytest.raises(InvalidOptions, match="beyond the end"):
         video.swap_video([Untouched()], target, tmp_path / "out.mp4", OutputOptions(trim_start=5))
-
-
-@pytest.fixture(scope="module")
-def engine() -> FaceEngine:
-    return FaceEngine(ModelManager(Path(tempfile.mkdtemp(prefix="models-"))), "cpu", 1)
 
 
 def test_video_without_faces_is_copied_with_a_warning(tmp_path, engine):

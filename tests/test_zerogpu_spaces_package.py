@@ -10,7 +10,6 @@ the visitor's token, forks a child of the server for it, and releases the GPU af
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import spaces
@@ -28,11 +27,6 @@ from tests.scheduler_server import wait_for
 from tests.zerogpu_standin import browser, submit_from_page, wait_finished
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory) -> dict[str, Path]:
-    return standin.three_segment_media(tmp_path_factory.mktemp("spaces-media"))
 
 
 def test_outside_zerogpu_the_decorator_is_the_function_itself():

@@ -29,11 +29,6 @@ def studio_env(log: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory) -> dict[str, Path]:
-    return standin.three_segment_media(tmp_path_factory.mktemp("zerogpu-studio-media"))
-
-
-@pytest.fixture(scope="module")
 def studio(tmp_path_factory):
     root = tmp_path_factory.mktemp("zerogpu-studio")
     log = root / "calls.jsonl"
