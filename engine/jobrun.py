@@ -17,6 +17,7 @@ import numpy as np
 
 from engine import imageio
 from engine.errors import InvalidInput, InvalidOptions
+from engine.models.resolve import ModelRef
 from engine.options import ParsedOptions, parse_options
 from engine.pipeline import FaceEngine, FrameSwapper
 from engine.progress import CancelToken, Progress, ProgressCallback, ignore_progress
@@ -29,12 +30,22 @@ DEFAULT_CONTENT_THRESHOLD = 0.8
 
 @dataclass
 class JobRequest:
-    """Paths and options of one job. ``options`` is the flat mapping of the API/CLI."""
+    """Paths and options of one job.
+
+    ``options``: either options parsed already (a job spec's ``engine_options``), used
+    as they are and never validated again, or the flat mapping of the API/CLI, parsed
+    here (``parse_options``) because nothing upstream did.
+    ``models``: the models the job's spec names (resolved at submit); the engine runs
+    exactly those or fails with ``ModelUnavailable``. None only for a job whose spec
+    records no models (one queued before specs carried them, or the CLI): then ``auto``
+    is resolved here against the installed models, as before.
+    """
 
     sources: list[Path]
     target: Path
     output: Path
     options: dict | ParsedOptions = field(default_factory=dict)
+    models: tuple[ModelRef, ...] | None = None
     reference: Path | None = None
     workdir: Path | None = None
     extra_option_keys: tuple[str, ...] = ()
@@ -61,6 +72,7 @@ class JobResult:
 
 
 def parsed_options(request: JobRequest) -> ParsedOptions:
+    """The request's typed options: trusted as they are when already parsed."""
     if isinstance(request.options, ParsedOptions):
         return request.options
     return parse_options(request.options, extra_keys=request.extra_option_keys)
@@ -108,6 +120,8 @@ def run_job(
     progress = progress or ignore_progress
     cancel = cancel or CancelToken()
     options = parsed_options(request)
+    if request.models is not None:  # a missing model fails now, before any work
+        engines[0].resolve_refs(request.models, options.swap)
     kind = target_kind(request.target)
     imageio.check_output_dir(request.output)
     if kind == "image":
@@ -158,7 +172,9 @@ def _run_image(
     target = imageio.load_image(request.target, max_pixels=request.max_pixels)
     cancel.raise_if_canceled()
     started = time.monotonic()
-    swapper = engine.prepare(sources, options.swap, reference_image, reference_target=target)
+    swapper = engine.prepare(
+        sources, options.swap, reference_image, reference_target=target, models=request.models
+    )
     cancel.raise_if_canceled()
     progress(Progress(stage="swap", done=0, total=1))
     result = swapper.process(target)
@@ -207,7 +223,9 @@ def _run_video(
     info = video.probe(request.target)
     first = video.read_frame(request.target, 0) if options.swap.selector == "reference" else None
     processors: list[FrameSwapper] = [
-        engine.prepare(sources, options.swap, reference_image, reference_target=first)
+        engine.prepare(
+            sources, options.swap, reference_image, reference_target=first, models=request.models
+        )
         for engine in engines
     ]
     lanes: list = list(processors)

@@ -3,11 +3,18 @@
 ``SwapOptions`` says how faces are found and swapped; ``OutputOptions`` says how
 the result is written. ``parse_options`` turns the flat JSON object of the REST
 API (and the CLI flags, which carry the same names) into both.
+
+``parse_options`` is the one validating entry point: a job's options are parsed once,
+where the job is submitted, and stored in canonical form (``options_to_dict``). Whoever
+later reads that stored form back (the worker) rebuilds the typed value with
+``ParsedOptions.from_trusted`` (``options_from_dict``), which validates nothing: the
+limits in force at submit were the ones that counted.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,11 +99,32 @@ class OutputOptions:
         return self
 
 
+SWAP_FIELDS = frozenset(f.name for f in dataclasses.fields(SwapOptions))
+OUTPUT_FIELDS = frozenset(f.name for f in dataclasses.fields(OutputOptions))
+ENGINE_OPTION_KEYS = SWAP_FIELDS | OUTPUT_FIELDS
+
+
 @dataclass(frozen=True)
 class ParsedOptions:
     swap: SwapOptions = field(default_factory=SwapOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_trusted(cls, data: Mapping[str, Any] | None) -> ParsedOptions:
+        """Rebuild the typed options from their canonical form (``options_to_dict``).
+
+        Nothing is validated or coerced: the mapping must come from ``options_to_dict`` of
+        a value that was parsed already (a stored job spec). Keys that are not engine
+        options go to ``extra``; engine options that are absent keep their defaults.
+        Untrusted input goes through ``parse_options`` instead.
+        """
+        data = dict(data or {})
+        return cls(
+            swap=SwapOptions(**{k: v for k, v in data.items() if k in SWAP_FIELDS}),
+            output=OutputOptions(**{k: v for k, v in data.items() if k in OUTPUT_FIELDS}),
+            extra={k: v for k, v in data.items() if k not in ENGINE_OPTION_KEYS},
+        )
 
 
 def parse_options(raw: dict[str, Any] | None, extra_keys: tuple[str, ...] = ()) -> ParsedOptions:
@@ -132,8 +160,13 @@ def parse_options(raw: dict[str, Any] | None, extra_keys: tuple[str, ...] = ()) 
 
 
 def options_to_dict(parsed: ParsedOptions) -> dict[str, Any]:
-    """The inverse of ``parse_options``: a flat JSON-safe mapping."""
+    """The inverse of ``parse_options``: a flat JSON-safe mapping (the canonical form)."""
     return {**dataclasses.asdict(parsed.swap), **dataclasses.asdict(parsed.output), **parsed.extra}
+
+
+def options_from_dict(data: Mapping[str, Any] | None) -> ParsedOptions:
+    """The inverse of ``options_to_dict``, trusted: see ``ParsedOptions.from_trusted``."""
+    return ParsedOptions.from_trusted(data)
 
 
 def _coerce(key: str, value: Any, spec: dataclasses.Field) -> Any:

@@ -1,8 +1,8 @@
 """The face pipeline: detect → select → swap → enhance, per frame.
 
 ``FaceEngine`` owns the warm models of one device (one per worker slot).
-``FaceEngine.prepare`` resolves the options into concrete models once per job
-and returns a ``FrameSwapper``, which holds the job's state (source identity,
+``FaceEngine.prepare`` takes the concrete models the job's spec names (or, for a
+job from before specs named them, resolves the options once) and returns a ``FrameSwapper``, which holds the job's state (source identity,
 reference embedding, the previous frame's faces for temporal stability). Job
 state lives in that object, never in the engine, so two jobs never share it.
 """
@@ -16,27 +16,20 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from engine.devices import Device
-from engine.errors import InvalidOptions, ModelUnavailable, NoFaceFound
+from engine.errors import InvalidOptions, NoFaceFound
 from engine.faces import Face
 from engine.frame import FrameResult
 from engine.models.manager import ModelManager
+from engine.models.resolve import (
+    RECOGNIZER,
+    ModelRef,
+    ResolvedModels,
+    resolve,
+    resolved_from_refs,
+)
 from engine.options import SwapOptions
 from engine.runtime import SessionCache
 from engine.swappers.base import SourceIdentity
-
-DETECTOR_PREFERENCE = ("det_10g", "scrfd_2.5g")
-RECOGNIZER = "arcface_w600k_r50"
-SWAPPER_MODEL = "inswapper_128"
-
-
-@dataclass(frozen=True)
-class ResolvedModels:
-    """The concrete models a job runs with, after ``auto`` has been resolved."""
-
-    detector: str
-    swapper: str
-    enhancer: str
-    recognizer: str | None
 
 
 class FaceEngine:
@@ -57,39 +50,15 @@ class FaceEngine:
     # -- model resolution -------------------------------------------------------------
 
     def resolve(self, options: SwapOptions) -> ResolvedModels:
-        """Turn ``auto`` choices into the best installed models, or explain what is missing."""
-        recognizer = RECOGNIZER if self.models.is_installed(RECOGNIZER) else None
-        if options.detector == "auto":
-            detector = self.models.best("detector", list(DETECTOR_PREFERENCE)) or "mtcnn"
-        elif options.detector == "scrfd":
-            detector = self.models.best("detector", list(DETECTOR_PREFERENCE)) or ""
-            if not detector:
-                raise ModelUnavailable(
-                    "the scrfd detector needs det_10g or scrfd_2.5g; "
-                    "run: python app.py models download scrfd_2.5g"
-                )
-        else:
-            detector = options.detector
-        if options.swapper == "auto":
-            usable = self.models.is_installed(SWAPPER_MODEL) and recognizer is not None
-            swapper = SWAPPER_MODEL if usable else "classic"
-        else:
-            swapper = options.swapper
-        if swapper == SWAPPER_MODEL:
-            self.models.require(SWAPPER_MODEL)
-            if recognizer is None:
-                raise ModelUnavailable(
-                    f"inswapper_128 needs the {RECOGNIZER} recognizer for the source identity; "
-                    f"run: python app.py models download {RECOGNIZER}"
-                )
-        if options.selector == "reference" and recognizer is None:
-            raise ModelUnavailable(
-                f"the 'reference' face selector compares faces with the {RECOGNIZER} "
-                f"recognizer, which is not installed; run: python app.py models download {RECOGNIZER}"
-            )
-        if options.enhancer != "none":
-            self.models.require(options.enhancer)
-        return ResolvedModels(detector, swapper, options.enhancer, recognizer)
+        """Turn ``auto`` choices into the best installed models, or explain what is missing
+        (``engine.models.resolve.resolve``, the one resolution function). The path of a
+        job whose spec records no models (one queued before specs carried them)."""
+        return resolve(options, self.models)
+
+    def resolve_refs(self, models: Sequence[ModelRef], options: SwapOptions) -> ResolvedModels:
+        """The models a job spec names, each checked to be installed with its checksum;
+        ``ModelUnavailable`` naming a missing one, never another model in its place."""
+        return resolved_from_refs(models, options, self.models)
 
     def _component(self, key: str, build):
         with self._lock:
@@ -147,11 +116,20 @@ class FaceEngine:
     # -- faces --------------------------------------------------------------------------
 
     def detect(
-        self, image: np.ndarray, options: SwapOptions | None = None, embed: bool = False
+        self,
+        image: np.ndarray,
+        options: SwapOptions | None = None,
+        embed: bool = False,
+        *,
+        resolved: ResolvedModels | None = None,
     ) -> list[Face]:
-        """Faces in an image, largest first; with ``embed`` and a recognizer, with embeddings."""
+        """Faces in an image, largest first; with ``embed`` and a recognizer, with embeddings.
+
+        ``resolved``: the job's models (its detector and recognizer); without it the
+        detector is resolved from ``options``."""
         options = options or SwapOptions()
-        resolved = self.resolve(replace(options, selector="one", swapper="classic"))
+        if resolved is None:
+            resolved = self.resolve(replace(options, selector="one", swapper="classic"))
         faces = self.detector(resolved.detector).detect(image, options.detector_score)
         faces = sorted(faces, key=lambda face: face.area, reverse=True)
         if embed and resolved.recognizer:
@@ -161,14 +139,19 @@ class FaceEngine:
         return faces
 
     def source_identity(
-        self, sources: Sequence[np.ndarray], options: SwapOptions, needs_embedding: bool
+        self,
+        sources: Sequence[np.ndarray],
+        options: SwapOptions,
+        needs_embedding: bool,
+        *,
+        resolved: ResolvedModels | None = None,
     ) -> SourceIdentity:
         """The identity to paste: the largest face of each source, embeddings averaged."""
         if not sources:
             raise NoFaceFound("no source image was given")
         chosen: list[tuple[np.ndarray, Face]] = []
         for number, image in enumerate(sources, start=1):
-            faces = self.detect(image, options)
+            faces = self.detect(image, options, resolved=resolved)
             if not faces:
                 raise NoFaceFound(f"no face found in source image {number}")
             chosen.append((image, faces[0]))
@@ -185,12 +168,14 @@ class FaceEngine:
         options: SwapOptions,
         reference_image: np.ndarray | None,
         reference_target: np.ndarray | None,
+        *,
+        resolved: ResolvedModels | None = None,
     ) -> np.ndarray | None:
         """Embedding of the face the 'reference' selector looks for."""
         if options.selector != "reference":
             return None
         if reference_image is not None:
-            faces = self.detect(reference_image, options, embed=True)
+            faces = self.detect(reference_image, options, embed=True, resolved=resolved)
             if not faces:
                 raise NoFaceFound("no face found in the reference image")
             return faces[0].embedding
@@ -199,7 +184,7 @@ class FaceEngine:
                 "the 'reference' selector needs a reference image or reference_face_index "
                 "(the index of a face in the target, largest first)"
             )
-        faces = self.detect(reference_target, options, embed=True)
+        faces = self.detect(reference_target, options, embed=True, resolved=resolved)
         if options.reference_face_index >= len(faces):
             raise InvalidOptions(
                 f"reference_face_index {options.reference_face_index} is out of range: "
@@ -213,12 +198,23 @@ class FaceEngine:
         options: SwapOptions,
         reference_image: np.ndarray | None = None,
         reference_target: np.ndarray | None = None,
+        models: Sequence[ModelRef] | None = None,
     ) -> FrameSwapper:
-        """Resolve models and the source identity once; the result swaps frame after frame."""
-        resolved = self.resolve(options)
+        """Resolve models and the source identity once; the result swaps frame after frame.
+
+        ``models``: the models the job's spec names (resolved when it was submitted). They
+        are used as they are, each checked to be installed with its checksum; a missing
+        one is ``ModelUnavailable`` naming it, never a reason to run another model. None
+        (a job from before specs carried models) resolves ``options`` here, as before.
+        """
+        resolved = self.resolve(options) if models is None else self.resolve_refs(models, options)
         swapper = self.swapper(resolved.swapper)
-        source = self.source_identity(sources, options, needs_embedding=swapper.needs_embedding)
-        reference = self.reference_embedding(options, reference_image, reference_target)
+        source = self.source_identity(
+            sources, options, needs_embedding=swapper.needs_embedding, resolved=resolved
+        )
+        reference = self.reference_embedding(
+            options, reference_image, reference_target, resolved=resolved
+        )
         return FrameSwapper(self, resolved, options, source, reference)
 
 

@@ -15,11 +15,16 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from engine.errors import InvalidOptions
 from engine.imageio import DEFAULT_MAX_PIXELS
+from engine.models.resolve import ModelRef
+from engine.options import ENGINE_OPTION_KEYS, ParsedOptions, options_to_dict, parse_options
 from scheduler.errors import InvalidTransition
 
 # Version 2 added ``limits``; a version-1 spec is read with the limits of its time.
-SPEC_VERSION = 2
+# Version 3 stores the options in canonical form (parsed once, at submit) and adds
+# ``models``; a version-1 or 2 spec is migrated when read (see ``JobSpec.from_dict``).
+SPEC_VERSION = 3
 
 
 class JobStatus(StrEnum):
@@ -91,8 +96,32 @@ class InputLimits:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """What to run: the task ``kind``, the stored inputs, the flat options, the output name,
-    and the input limits it was accepted under."""
+    """What to run, decided once at submit and trusted by the worker.
+
+    - ``kind``: the task kind; ``sources``, ``target``, ``reference``: the stored inputs;
+      ``output``: the output file's name.
+    - ``options``: the flat options in canonical form (``engine.options.options_to_dict``
+      of the value parsed at submit: every engine option with its value, then the
+      scheduler's and the kind's pass-through keys). ``engine_options`` is the typed view;
+      it never validates again.
+    - ``limits``: the operator's input limits in force at submit.
+    - ``models``: the concrete model of every model choice (``auto`` resolved), each
+      with the catalogue's checksum (``""`` for a built-in model without a file). The
+      worker runs exactly these or fails with ``ModelUnavailable``. None where nothing
+      was resolved: a kind without models, or a spec of version 1 or 2 (migrated on
+      read), whose worker still resolves ``auto`` itself (the migration path only).
+
+    Stored as JSON (``to_json``) with its schema ``version``; for example::
+
+        {"kind": "swap", "limits": {"max_pixels": 40000000, "max_sources": 8},
+         "models": [{"name": "scrfd_2.5g", "role": "detector", "sha256": "2c07…"},
+                    {"name": "classic", "role": "swapper", "sha256": ""}],
+         "options": {"blend_mode": "alpha", "color_correction": true, …, "priority": 3},
+         "output": "result.jpg", "reference": null,
+         "sources": [{"name": "source-1.jpg", "original": "me.jpg", "size": 52011}],
+         "target": {"name": "target.jpg", "original": "group.jpg", "size": 80412},
+         "version": 3}
+    """
 
     kind: str = "swap"
     sources: tuple[StoredFile, ...] = ()
@@ -101,6 +130,7 @@ class JobSpec:
     options: dict[str, Any] = field(default_factory=dict)
     output: str = "result"
     limits: InputLimits = field(default_factory=InputLimits)
+    models: tuple[ModelRef, ...] | None = None
     version: int = SPEC_VERSION
 
     @property
@@ -109,27 +139,69 @@ class JobSpec:
         files += [f for f in (self.target, self.reference) if f is not None]
         return files
 
+    @property
+    def engine_options(self) -> ParsedOptions:
+        """The typed options, rebuilt from the canonical form without validating again.
+
+        Only a spec whose migration could not canonicalize its options (an older
+        version's options the current parser refuses) keeps its old ``version``; those
+        are parsed here, so the job fails with the parser's message rather than running
+        with options nobody checked."""
+        if self.version < SPEC_VERSION:
+            return parse_options(self.options, extra_keys=_pass_through_keys(self.options))
+        return ParsedOptions.from_trusted(self.options)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        """Read a stored spec of any version; older ones are migrated to this one.
+
+        Version 1 (no ``limits``) gets the default limits of its time; versions 1 and 2
+        (options stored as submitted) get their options in canonical form and no
+        ``models`` (their worker resolves ``auto`` as it did when they were queued)."""
+
         def stored(item: dict | None) -> StoredFile | None:
             return StoredFile(**item) if item else None
 
+        version = int(data.get("version") or 1)
+        options = dict(data.get("options") or {})
+        raw_models = data.get("models")
+        models = (
+            tuple(ModelRef.from_dict(item) for item in raw_models)
+            if raw_models is not None and version >= 3
+            else None
+        )
+        if version < 3:
+            try:
+                options = options_to_dict(
+                    parse_options(options, extra_keys=_pass_through_keys(options))
+                )
+                version = SPEC_VERSION
+            except InvalidOptions:
+                pass  # kept as stored; ``engine_options`` parses it and says why it fails
         return cls(
             kind=data.get("kind", "swap"),
             sources=tuple(StoredFile(**item) for item in data.get("sources", ())),
             target=stored(data.get("target")),
             reference=stored(data.get("reference")),
-            options=dict(data.get("options") or {}),
+            options=options,
             output=data.get("output", "result"),
             limits=InputLimits.from_dict(data.get("limits")),
+            models=models,
+            version=version,
         )
 
     @classmethod
     def from_json(cls, text: str) -> JobSpec:
         return cls.from_dict(json.loads(text))
+
+
+def _pass_through_keys(options: dict[str, Any]) -> tuple[str, ...]:
+    """The keys of a stored spec's options that are not engine options (the scheduler's
+    and the kind's): a stored spec was accepted with them, so they pass through."""
+    return tuple(key for key in options if key not in ENGINE_OPTION_KEYS)
 
 
 @dataclass(frozen=True)

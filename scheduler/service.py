@@ -2,10 +2,12 @@
 delete, subscribe, history, stats, start, stop).
 
 Everything a submission carries is checked before anything is stored: the
-job kind, the options (``engine.options.parse_options``), the inputs (the
-kind's validator: image headers, a readable video), the queue limits. Only
-then are the inputs copied into the job directory and the row committed; if
-the commit is refused (queue full meanwhile), the copied files are removed.
+job kind, the options (``engine.options.parse_options``, once: options the caller
+parsed already are trusted as given), the inputs (the kind's validator: image
+headers, a readable video), the models a ``swap`` job will run (``auto`` resolved),
+the queue limits. Only then are the inputs copied into the job directory and the
+row committed; if the commit is refused (queue full meanwhile), the copied files are
+removed. The stored ``JobSpec`` is what the worker runs, without checking it again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from typing import Any
 from engine import imageio
 from engine.devices import Device
 from engine.errors import InvalidInput, InvalidOptions
-from engine.options import parse_options
+from engine.models.resolve import ModelRef, resolve_for_spec
+from engine.options import ParsedOptions, options_to_dict, parse_options
 from scheduler.dispatcher import Dispatcher, DispatcherSettings
 from scheduler.errors import InvalidTransition, JobNotFound, SchedulerStopped
 from scheduler.events import DELETED, EventBus, JobEvent, Subscription
@@ -211,7 +214,7 @@ class Scheduler:
         owner: str,
         sources: Sequence[InputArg],
         target: InputArg | None,
-        options: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | ParsedOptions | None = None,
         *,
         kind: str = "swap",
         priority: int | None = None,
@@ -226,11 +229,16 @@ class Scheduler:
 
         ``hand_over_files``: inputs given as paths are the caller's private temporary
         files, which it will not change (and may delete) afterwards; they are linked
-        into the job rather than copied."""
+        into the job rather than copied.
+
+        ``options``: the flat mapping of the API, parsed here (the one validating parse
+        of this path), or a ``ParsedOptions`` the caller parsed already under its own
+        limits, stored as given and not parsed again. Either way the spec stores the
+        canonical form, which the worker trusts."""
         dispatcher = self._check_running()
         _check_owner(owner)
         task_kind = load_kinds(tuple(self.config.task_modules)).get(kind)
-        options = _check_options(options, task_kind.option_keys)
+        parsed, options = _check_options(options, task_kind.option_keys)
         priority = _check_priority(options.get("priority") if priority is None else priority)
         if idempotency_key is not None:
             _check_key(idempotency_key)
@@ -253,6 +261,7 @@ class Scheduler:
         submission = Submission(source_uploads, target_upload, reference_upload, options, limits)
         if task_kind.validate is not None:
             await asyncio.to_thread(task_kind.validate, submission)
+        models = await asyncio.to_thread(self._resolve_models, kind, parsed)
         await self.store.check_limits(owner, self.limits)
 
         job_id = secrets.token_urlsafe(16)
@@ -269,6 +278,7 @@ class Scheduler:
             options=options,
             output=task_kind.output_name(submission),
             limits=limits,
+            models=models,
         )
         copies = [InputFile(item.name, _data(upload), hand_over_files) for item, upload in stored]
         if target_file and target_upload:
@@ -307,6 +317,17 @@ class Scheduler:
         self.bus.publish(JobEvent.of_job(saved))
         dispatcher.notify()
         return saved
+
+    def _resolve_models(self, kind: str, parsed: ParsedOptions) -> tuple[ModelRef, ...] | None:
+        """The models a job will run with, for its spec (None: a kind without models).
+
+        Resolved against the workers' models directory (``worker_settings["models_dir"]``);
+        without one (remote workers own the models) ``auto`` is the catalogue's preferred
+        model (``engine.models.resolve.resolve``). Only ``swap`` has models for now: this
+        call belongs in the kind's own submit hook (scheduler/swap_task.py)."""
+        if kind != "swap":
+            return None
+        return resolve_for_spec(parsed, self.config.worker_settings.get("models_dir"))
 
     def _upload(self, role: str, item: InputArg, label: str) -> Upload:
         if not isinstance(item, tuple) or len(item) != 2:
@@ -517,20 +538,28 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _check_options(options: Mapping[str, Any] | None, kind_keys: tuple[str, ...]) -> dict:
-    if options is None:
-        return {}
-    if not isinstance(options, Mapping):
+def _check_options(
+    options: Mapping[str, Any] | ParsedOptions | None, kind_keys: tuple[str, ...]
+) -> tuple[ParsedOptions, dict[str, Any]]:
+    """The typed options and their canonical form, the one the spec stores.
+
+    A mapping is parsed (``parse_options``, with the scheduler's and the kind's keys passed
+    through); a ``ParsedOptions`` was parsed by the caller and is trusted as it is."""
+    if isinstance(options, ParsedOptions):
+        parsed = options
+    elif options is None or isinstance(options, Mapping):
+        keys = (*SCHEDULER_OPTION_KEYS, *kind_keys)
+        parsed = parse_options(dict(options or {}), extra_keys=keys)
+    else:
         raise InvalidOptions("options must be a JSON object")
-    options = dict(options)
-    parse_options(options, extra_keys=(*SCHEDULER_OPTION_KEYS, *kind_keys))
+    canonical = options_to_dict(parsed)
     try:
-        json.dumps(options)
+        json.dumps(canonical)
     except (TypeError, ValueError):
         raise InvalidOptions(
             "options must be plain JSON values (strings, numbers, booleans)"
         ) from None
-    return options
+    return parsed, canonical
 
 
 def _stored(upload: Upload, stem: str) -> StoredFile:

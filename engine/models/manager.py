@@ -211,6 +211,21 @@ class ModelManager:
 
     # -- require / verify ---------------------------------------------------------------
 
+    def check_present(self, name: str) -> None:
+        """``ModelUnavailable`` (the same messages as ``require``) unless ``name`` is
+        installed by the cheap test of ``is_installed``: the pinned size, and no cached
+        verdict against it. Nothing is hashed; ``require`` verifies when the file loads."""
+        spec = self.spec(name)
+        status = self.status(name)
+        if status.installed:
+            return
+        if spec.embedded:
+            raise ModelUnavailable(status.problem or f"model {name} is not available")
+        file = self.models_dir / spec.filename
+        if status.problem is None:
+            raise ModelUnavailable(self._missing_message(spec, file))
+        raise ModelUnavailable(f"{status.problem}. {self._fix(spec, file)}")
+
     def require(self, name: str, cancel: CancelToken | None = None) -> Path:
         """The verified file of ``name``, or ``ModelUnavailable`` saying how to get it."""
         spec = self.spec(name)
