@@ -24,7 +24,7 @@ from scheduler.jobs import Job, JobStatus
 from scheduler.service import MAX_PRIORITY
 from studio import jsonsafe
 from studio import openapi as doc
-from studio.core import Studio, SubmitRequest, UploadedFile
+from studio.core import Studio
 from studio.errors import (
     Gone,
     NotFound,
@@ -40,6 +40,7 @@ from studio.errors import (
 from studio.identity import Principal
 from studio.limits import display_name
 from studio.sse import SSE_HEADERS, EventStream
+from studio.submit import SubmitRequest, UploadedFile
 from studio.views import event_json
 
 COPY_CHUNK = 1 << 20

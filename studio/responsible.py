@@ -37,7 +37,7 @@ from engine.runtime import SessionCache
 
 if TYPE_CHECKING:
     from engine.safety.gate import ContentGate
-    from studio.core import SubmitRequest
+    from studio.submit import SubmitRequest
 
 SCORE_CACHE_SIZE = 1024
 

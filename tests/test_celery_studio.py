@@ -24,7 +24,8 @@ import pytest
 from scheduler import Scheduler
 from scheduler.celery_backend import make_executor, scheduler_devices
 from studio.config import StudioConfig
-from studio.core import Studio, scheduler_config
+from studio.core import Studio
+from studio.scheduler_setup import scheduler_config
 from tests.assets import T1, TOM_HANKS
 from tests.live_studio import free_port, iter_sse
 from tests.media import make_video

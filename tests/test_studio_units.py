@@ -22,7 +22,7 @@ from engine.errors import InvalidInput, InvalidOptions
 from studio import limits, webhooks
 from studio.cli import security_warnings
 from studio.config import StudioConfig, UploadLimits, env_host, env_port
-from studio.core import Studio, scheduler_config
+from studio.core import Studio
 from studio.db import open_db
 from studio.errors import ApiError
 from studio.http_guard import HostAndOriginGuard
@@ -35,6 +35,7 @@ from studio.identity import (
 )
 from studio.logs import JobIdFilter, JsonFormatter, TextFormatter
 from studio.metrics import StudioMetrics
+from studio.scheduler_setup import scheduler_config
 from studio.sharing import ShareSigner
 from studio.ui.i18n import EN, ZH, language, text
 from tests.live_studio import REPO

@@ -33,8 +33,9 @@ from engine.options import (
     OutputOptions,
     SwapOptions,
 )
-from studio.core import Studio, SubmitRequest, UploadedFile
+from studio.core import Studio
 from studio.limits import display_name
+from studio.submit import SubmitRequest, UploadedFile
 from studio.ui.components import UploadFiles
 from studio.ui.i18n import language, t, text
 

@@ -1,0 +1,173 @@
+"""``Submitter``: the checks every submission passes before it becomes a job.
+
+The REST API and the Gradio UI both submit through one ``Submitter`` (via
+``Studio.submit``), so both enforce the same options, limits, models and
+submit checks, and count the same metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import EngineError, InvalidInput, InvalidOptions
+from engine.options import parse_options
+from scheduler.jobs import Job
+from scheduler.service import Scheduler
+from scheduler.tasks import SCHEDULER_OPTION_KEYS
+from studio import limits
+from studio.config import StudioConfig
+from studio.metrics import StudioMetrics
+from studio.webhooks import WebhookGuard
+
+if TYPE_CHECKING:
+    from engine.pipeline import FaceEngine
+
+log = logging.getLogger("studio.jobs")
+
+_BATCH_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """An upload waiting in a temporary file; ``original`` is only a label."""
+
+    original: str
+    path: Path
+
+
+@dataclass
+class SubmitRequest:
+    owner: str
+    sources: list[UploadedFile]
+    target: UploadedFile | None
+    reference: UploadedFile | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    via: str = "api"  # "api" | "ui"
+    # The files are the server's own temporary copies (REST uploads), deleted after the
+    # submit: the scheduler may link them into the job instead of copying them.
+    private_files: bool = False
+    checked: list[limits.CheckedUpload] = field(default_factory=list)
+
+
+# A check run on every submission after the built-in ones and before the job is
+# stored; it raises an EngineError to refuse. The responsible-use issue adds the
+# consent check and the content gate here.
+SubmitCheck = Callable[[SubmitRequest], Awaitable[None]]
+
+
+class Submitter:
+    """Checks a submission (options, batch, callback, files, models, hooks), then queues it.
+
+    ``checks`` is the caller's list, kept by reference, so hooks added to it later
+    still run; ``face_engine`` is called only when a model check needs it (lazy)."""
+
+    def __init__(
+        self,
+        config: StudioConfig,
+        scheduler: Scheduler,
+        metrics: StudioMetrics,
+        guard: WebhookGuard,
+        face_engine: Callable[[], FaceEngine],
+        checks: list[SubmitCheck],
+    ) -> None:
+        self.config = config
+        self.scheduler = scheduler
+        self.metrics = metrics
+        self.guard = guard
+        self.face_engine = face_engine
+        self.checks = checks
+
+    async def submit(self, request: SubmitRequest) -> Job:
+        """Check a submission against the limits and hooks, then queue it."""
+        try:
+            job = await self._submit(request)
+        except EngineError as exc:
+            self.metrics.rejected.labels(exc.code).inc()
+            raise
+        except Exception as exc:
+            self.metrics.rejected.labels(getattr(exc, "code", "error")).inc()
+            raise
+        self.metrics.submitted.labels(request.via).inc()
+        log.info(
+            "submitted via %s (%d source(s), %s target)",
+            request.via,
+            len(request.sources),
+            request.checked[-1].kind if request.checked else "no",
+            extra={"job_id": job.id, "owner": job.owner},
+        )
+        return job
+
+    async def _submit(self, request: SubmitRequest) -> Job:
+        options = request.options
+        if not isinstance(options, dict):
+            raise InvalidOptions("options must be a JSON object")
+        parsed = parse_options(options, extra_keys=SCHEDULER_OPTION_KEYS)
+        batch = options.get("batch_id")
+        if batch is not None and (not isinstance(batch, str) or not _BATCH_RE.match(batch)):
+            raise InvalidOptions("batch_id must be 1-64 letters, digits, '-' or '_'")
+        if batch is not None:
+            await self.check_batch_size(request.owner, batch, adding=1)
+        callback = options.get("callback_url")
+        if callback is not None:
+            await self.guard.check(callback)
+        cfg = self.config.limits
+        if not request.sources:
+            raise InvalidInput("at least one source image is required")
+        if len(request.sources) > cfg.max_sources:
+            raise InvalidInput(f"at most {cfg.max_sources} source images are allowed")
+        if request.target is None:
+            raise InvalidInput("a target image or video is required")
+        request.checked = await asyncio.to_thread(self._check_files, request)
+        await asyncio.to_thread(self._check_models, parsed.swap)
+        for check in self.checks:
+            await check(request)
+        return await self.scheduler.submit(
+            request.owner,
+            [(f.original, f.path) for f in request.sources],
+            (request.target.original, request.target.path),
+            options,
+            idempotency_key=request.idempotency_key,
+            reference=(request.reference.original, request.reference.path)
+            if request.reference
+            else None,
+            hand_over_files=request.private_files,
+        )
+
+    async def check_batch_size(self, owner: str, batch_id: str | None, adding: int) -> None:
+        """``--max-batch``: a batch (the targets of one submission) has a bounded size."""
+        limit = self.config.limits.max_batch
+        held = len(await self.batch_jobs(owner, batch_id)) if batch_id else 0
+        if held + adding > limit:
+            raise InvalidInput(
+                f"a batch holds at most {limit} targets (--max-batch); "
+                f"this one would hold {held + adding}"
+            )
+
+    async def batch_jobs(self, owner: str, batch_id: str) -> list[Job]:
+        """An owner's jobs of one batch (what ``check_batch_size`` counts)."""
+        jobs = await self.scheduler.list(owner, limit=1000)
+        return [job for job in jobs if (job.spec.options or {}).get("batch_id") == batch_id]
+
+    def _check_files(self, request: SubmitRequest) -> list[limits.CheckedUpload]:
+        cfg = self.config.limits
+        checked = [
+            limits.check_image(item.path, f"source {n}", item.original, cfg)
+            for n, item in enumerate(request.sources, 1)
+        ]
+        if request.reference is not None:
+            ref = request.reference
+            checked.append(limits.check_image(ref.path, "reference", ref.original, cfg))
+        assert request.target is not None
+        checked.append(limits.check_target(request.target.path, request.target.original, cfg))
+        return checked
+
+    def _check_models(self, swap_options) -> None:
+        """A missing model is a clear error now, not a failed job later."""
+        self.face_engine().resolve(swap_options)
