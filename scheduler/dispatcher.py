@@ -21,6 +21,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+from engine.errors import ContentPolicyViolation
 from scheduler import executor as ex
 from scheduler.events import PROGRESS, EventBus, JobEvent
 from scheduler.executor import Attempt, Executor, ExecutorEvent
@@ -324,6 +325,10 @@ class Dispatcher:
             error = outcome.error or JobError(INTERNAL, "the run failed", permanent=False)
             if error.permanent:
                 updated = await self.store.fail(job.id, run, error)
+                if error.code == ContentPolicyViolation.code and updated is not None:
+                    # Refused content is deleted at once; the refusal stays on the job.
+                    await asyncio.to_thread(self.files.remove_inputs, job.id)
+                    await self.store.note(job.id, run, "inputs_deleted", {"reason": error.code})
             else:
                 delay = self.settings.retry.delay(job.attempts + 1)
                 updated = await self.store.retry_later(job.id, run, error, delay)
@@ -334,7 +339,9 @@ class Dispatcher:
             current = await self.store.get(job.id)
             if current is not None and current.status is JobStatus.RUNNING and current.runs == run:
                 updated = await self.store.cancel(job.id, by="worker")
-        if self.files.has_partials(job.id):
+        going_again = updated is not None and updated.status is JobStatus.QUEUED
+        if not going_again and self.files.has_partials(job.id):
+            # A job that will run again keeps work/ (its finished video segments).
             await asyncio.to_thread(self.files.clean_partials, job.id)
         if updated is not None:
             self.bus.publish(JobEvent.of_job(updated))

@@ -113,10 +113,14 @@ class JobFiles:
     # -- outputs ----------------------------------------------------------------------
 
     def prepare_run(self, job_id: str, run: int) -> None:
-        """A clean ``outputs/`` for run ``run``: earlier runs' partial files and work go.
-        (A task that needs ``work/`` creates it.)"""
+        """A clean ``outputs/`` for run ``run``: earlier runs' partial outputs go.
+
+        ``work/`` stays: it holds the video segments earlier runs finished, each recorded
+        under a key of its inputs, options and models (``engine.video.SegmentManifest``),
+        so a run after a crash resumes from them instead of processing them again. It
+        goes when the job ends (``clean_partials``). A task that needs it creates it."""
         if run > 1:
-            self.clean_partials(job_id)
+            self._remove_partial_outputs(job_id)
         os.makedirs(self.outputs_dir(job_id), exist_ok=True)
 
     def has_partials(self, job_id: str) -> bool:
@@ -164,11 +168,19 @@ class JobFiles:
 
     def clean_partials(self, job_id: str) -> None:
         """Remove every partial output and the work directory of a job."""
+        self._remove_partial_outputs(job_id)
+        shutil.rmtree(self.work_dir(job_id), ignore_errors=True)
+
+    def _remove_partial_outputs(self, job_id: str) -> None:
         outputs = self.outputs_dir(job_id)
         if outputs.is_dir():
             for path in outputs.iterdir():
                 if path.name.startswith("."):
                     _remove(path)
+
+    def remove_inputs(self, job_id: str) -> None:
+        """Delete a job's inputs and work files (content the gate refused is not kept)."""
+        shutil.rmtree(self.inputs_dir(job_id), ignore_errors=True)
         shutil.rmtree(self.work_dir(job_id), ignore_errors=True)
 
     def outputs(self, job_id: str) -> list[Path]:

@@ -17,7 +17,7 @@ from engine import imageio
 from engine.errors import InvalidInput, InvalidOptions
 from scheduler import video_split
 from scheduler.jobs import InputLimits
-from scheduler.tasks import SCHEDULER_OPTION_KEYS, Submission, TaskContext, TaskKind, Upload
+from scheduler.tasks import Submission, TaskContext, TaskKind, Upload
 
 IMAGE_OUTPUT = {"jpeg": ".jpg", "png": ".png", "webp": ".webp", "bmp": ".png", "tiff": ".png"}
 
@@ -112,10 +112,10 @@ def run_swap(ctx: TaskContext) -> dict[str, Any]:
         sources=ctx.sources,
         target=ctx.target,
         output=ctx.output,
-        options=ctx.spec.options,
+        options=ctx.spec.engine_options,
+        models=ctx.spec.models,
         reference=ctx.reference,
         workdir=ctx.workdir,
-        extra_option_keys=SCHEDULER_OPTION_KEYS,
         content_threshold=ctx.settings.get("content_threshold", DEFAULT_CONTENT_THRESHOLD),
         stamp=prepare_stamp(data_dir, ctx.job_id) if data_dir else None,
         gate_images=bool(ctx.settings.get("gate_images", True)),

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidInput
-from engine.options import ParsedOptions, parse_options
+from engine.options import ParsedOptions
 from engine.progress import CancelToken, Progress, ProgressCallback
-from scheduler.tasks import SCHEDULER_OPTION_KEYS
+from scheduler.jobs import JobSpec
 
 if TYPE_CHECKING:
     from scheduler.tasks import TaskContext
@@ -50,15 +50,15 @@ class SegmentPlan:
     segments: tuple[dict[str, Any], ...]
     total_frames: int
     workdir: Path  # job_dir/work: shared by every run, split or not
-    options: dict[str, Any]
+    spec: dict[str, Any]  # the job's stored spec
 
     def paths(self, files: dict[int, str]) -> list[Path]:
         return [self.workdir / files[int(segment["index"])] for segment in self.segments]
 
 
-def job_options(options: dict[str, Any]) -> ParsedOptions:
-    """The typed options of a stored job (they were checked at submit)."""
-    return parse_options(options, extra_keys=SCHEDULER_OPTION_KEYS)
+def job_options(spec: dict[str, Any]) -> ParsedOptions:
+    """The typed options of a stored job (parsed at submit, trusted here)."""
+    return JobSpec.from_dict(spec).engine_options
 
 
 def plan(job_dir: Path, spec: dict[str, Any], min_segments: int = 2) -> SegmentPlan | None:
@@ -72,7 +72,7 @@ def plan(job_dir: Path, spec: dict[str, Any], min_segments: int = 2) -> SegmentP
     target = job_dir / "inputs" / target_info["name"]
     if not target.is_file() or not is_video(target):
         return None
-    options = job_options(spec.get("options") or {})
+    options = job_options(spec)
     segments = plan_segments(probe(target), options.output)
     if len(segments) < max(2, min_segments):
         return None
@@ -81,7 +81,7 @@ def plan(job_dir: Path, spec: dict[str, Any], min_segments: int = 2) -> SegmentP
         segments=tuple(segment.to_dict() for segment in segments),
         total_frames=sum(segment.frames for segment in segments),
         workdir=job_dir / "work",
-        options=dict(spec.get("options") or {}),
+        spec=dict(spec),
     )
 
 
@@ -140,14 +140,16 @@ def run_segment(ctx: TaskContext, segment_data: dict[str, Any], workdir: Path) -
     if ctx.target is None:
         raise InvalidInput("a video job needs a target")
     segment = Segment.from_dict(segment_data)
-    options = job_options(ctx.spec.options)
+    options = ctx.spec.engine_options
     output_options = options.output.validate()
     engine = warm_engine(ctx)
     limit = ctx.spec.limits.max_pixels
     sources = load_sources(ctx.sources, limit)
     reference = imageio.load_image(ctx.reference, max_pixels=limit) if ctx.reference else None
     first = read_frame(ctx.target, 0) if options.swap.selector == "reference" else None
-    swapper = engine.prepare(sources, options.swap, reference, reference_target=first)
+    swapper = engine.prepare(
+        sources, options.swap, reference, reference_target=first, models=ctx.spec.models
+    )
     info = probe(ctx.target)
     codec = output_options.video_codec
     processor: Any = swapper
@@ -223,7 +225,7 @@ def join(
     from engine.video.join import can_copy_source, copy_source
     from engine.video.pipeline import NO_FACE_WARNING
 
-    options = job_options(segment_plan.options).output.validate()
+    options = job_options(segment_plan.spec).output.validate()
     info = probe(segment_plan.target)
     by_index = {int(result["index"]): result for result in results}
     files = {index: result["file"] for index, result in by_index.items()}

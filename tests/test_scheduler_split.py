@@ -6,6 +6,7 @@ classic swapper) on a short video made with PyAV.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -154,11 +155,19 @@ async def test_a_refused_video_never_starts_a_segment(tmp_path: Path):
         )
         done = await wait_for(scheduler, job.id, timeout=120)
         history = await scheduler.history(job.id)
+        for _ in range(200):  # the deletion follows the failure's commit
+            if history[-1].event == "inputs_deleted":
+                break
+            await asyncio.sleep(0.05)
+            history = await scheduler.history(job.id)
         work = scheduler.files.job_dir(job.id) / "work"
         segment_files = sorted(work.glob("segment-*")) if work.exists() else []
+        inputs_left = scheduler.files.inputs_dir(job.id).exists()
     assert done.status is JobStatus.FAILED and done.error.code == "content_policy", done.error
     assert done.attempts <= 1  # a refusal is permanent: never retried
     stage = [entry.detail for entry in history if entry.event == "stage"]
     assert stage and stage[0]["outcome"] == "failed" and stage[0]["error"] == "content_policy"
     assert segment_notes(history) == []
     assert segment_files == []
+    # Refused content is deleted at once; the refusal stays visible on the job.
+    assert not inputs_left and history[-1].event == "inputs_deleted"
