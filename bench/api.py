@@ -15,7 +15,15 @@
    passes up to 5 a second per job (scheduler/progress_gate.py), so a report
    is held only in a rare burst; the spread includes any such hold.
 
-    python -m bench.api [--submits 200] [--queued 10000]
+3. Throughput: ``--clients`` (8) concurrent HTTP clients submit at once while the
+   submitted jobs run, each request a 512×512 PNG source and a 1280×886 JPEG target
+   whose bytes are new each time; submits per second and p50/p95 latency, the
+   median of ``--repeat`` (5) runs. The content gate runs where the studio's
+   default puts it (``--content-gate dispatch``: in each job's first stage, off
+   the request path); ``--gate-at-submit`` measures it in the request instead.
+
+    python -m bench.api [--submits 200] [--queued 10000] [--clients 8] [--repeat 5]
+    python -m bench.api --throughput-only [--gate-at-submit]
 
 Prints a table and the ratio p99(10,000 queued) ÷ p99(empty queue).
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import secrets
 import sqlite3
@@ -138,6 +147,93 @@ def sse_latencies(url: str, key: str, video: Path) -> list[float]:
     return latencies
 
 
+def throughput_uploads(count: int, first: int = 0) -> list[Files]:
+    """``count`` requests of a 512×512 PNG source and a 1280×886 JPEG target, each new."""
+    source = cv2.resize(cv2.imread(str(TOM_HANKS)), (512, 512), interpolation=cv2.INTER_AREA)
+    target = cv2.resize(cv2.imread(str(T1)), (1280, 886), interpolation=cv2.INTER_CUBIC)
+    uploads = []
+    for number in range(first, first + count):
+        face, scene = source.copy(), target.copy()
+        for bit in range(16):
+            shade = 255 if number >> bit & 1 else 0
+            face[:8, 8 * bit : 8 * bit + 8] = shade
+            scene[:8, 8 * bit : 8 * bit + 8] = shade
+        face_png = cv2.imencode(".png", face)[1].tobytes()
+        scene_jpg = cv2.imencode(".jpg", scene, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+        uploads.append([("source", ("me.png", face_png)), ("target", ("target.jpg", scene_jpg))])
+    return uploads
+
+
+def concurrent_run(url: str, key: str, uploads: list[Files], clients: int) -> dict:
+    """All ``uploads`` sent by ``clients`` threads at once; throughput and latencies."""
+    options = {"options": json.dumps({"priority": -1})}
+    work = list(uploads)
+    latencies: list[float] = []
+
+    def client() -> None:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as http:
+            while True:
+                try:
+                    files = work.pop()
+                except IndexError:
+                    return
+                started = time.perf_counter()
+                response = http.post("/api/v1/jobs", files=files, data=options)
+                latencies.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 202:
+                    raise RuntimeError(f"submit failed: {response.status_code} {response.text}")
+
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    elapsed = time.perf_counter() - started
+    return {
+        "per_second": len(uploads) / elapsed,
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
+    }
+
+
+def throughput(root: Path, submits: int, clients: int, repeat: int, gate_at_submit: bool) -> dict:
+    """The median of ``repeat`` concurrent runs against one studio (jobs keep running)."""
+    data = root / "data-throughput"
+    data.mkdir(parents=True)
+    key = create_key(data, "bench")
+    total = (submits + WARM_UP_SUBMITS) * repeat
+    args = ["--max-queued", str(total + 100), "--max-queued-per-owner", str(total + 100)]
+    args += ["--log-level", "warning"]
+    if gate_at_submit:
+        args += ["--content-gate", "submit"]
+    runs = []
+    with StudioProcess(data, args) as server:
+        for number in range(repeat):
+            first = number * (submits + WARM_UP_SUBMITS)
+            warm = throughput_uploads(WARM_UP_SUBMITS, first)
+            concurrent_run(server.url, key, warm, clients)
+            batch = throughput_uploads(submits, first + WARM_UP_SUBMITS)
+            runs.append(concurrent_run(server.url, key, batch, clients))
+    return {
+        name: statistics.median(run[name] for run in runs) for name in ("per_second", "p50", "p95")
+    } | {"runs": runs}
+
+
+def print_throughput(result: dict, submits: int, clients: int, gate_at_submit: bool) -> None:
+    where = "in the request" if gate_at_submit else "in each job's first stage"
+    print(
+        f"throughput: {clients} concurrent clients, {submits} submits per run, "
+        f"median of {len(result['runs'])} runs (content gate {where})"
+    )
+    print(
+        f"  {result['per_second']:.1f} submits/s, p50 {result['p50']:.0f} ms, "
+        f"p95 {result['p95']:.0f} ms"
+    )
+    for run in result["runs"]:
+        print(f"    run: {run['per_second']:.1f}/s p50 {run['p50']:.0f} ms p95 {run['p95']:.0f} ms")
+
+
 NEW_IMAGES = "new source and target"
 ONE_FACE = "one face, new targets"
 
@@ -173,8 +269,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--submits", type=int, default=200)
     parser.add_argument("--queued", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--throughput-only", action="store_true")
+    parser.add_argument("--gate-at-submit", action="store_true")
     args = parser.parse_args(argv)
     count = args.submits + WARM_UP_SUBMITS
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        result = throughput(Path(tmp), args.submits, args.clients, args.repeat, args.gate_at_submit)
+    print_throughput(result, args.submits, args.clients, args.gate_at_submit)
+    if args.throughput_only:
+        return
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         root = Path(tmp)
         video = make_video(root / "clip.mp4", seconds=4.0, fps=10, size=(320, 240))

@@ -239,8 +239,11 @@ class Dispatcher:
         return None
 
     def _another_slot_free(self) -> bool:
-        """Whether a split job would get a second slot now (its own is already held)."""
-        return any(not semaphore.locked() for semaphore in self._semaphores.values())
+        """Whether a split job would get a second slot now (its own is already held): a
+        slot no attempt runs on. (A device loop may hold free permits for a moment while
+        it claims; the split borrows them as they come back.)"""
+        busy = self.busy()
+        return any(slots > busy.get(device, 0) for device, slots in self.settings.slots.items())
 
     def _give_back(self, device: str) -> None:
         self._borrowed[device] -= 1

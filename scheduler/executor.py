@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scheduler.jobs import JobError
+from scheduler.retry import TIME_LIMIT, WORKER_DIED
 
 PROGRESS = "progress"
 SUCCEEDED = "succeeded"
@@ -102,3 +103,23 @@ class Executor(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """A small status report for operators (workers, their process ids, …)."""
         return {}
+
+
+def ending_event(attempt: Attempt, ending: str | None, death: str) -> ExecutorEvent:
+    """How an attempt that a worker did not finish itself ends: stopped on purpose
+    (``ending``: canceled, released, past its time limit) or its worker died
+    (``death`` says how)."""
+    if ending == CANCELED:
+        return ExecutorEvent(attempt.job_id, attempt.run, CANCELED)
+    if ending == RELEASED:
+        return ExecutorEvent(attempt.job_id, attempt.run, RELEASED)
+    if ending == TIME_LIMIT:
+        limit = attempt.time_limit or 0.0
+        message = f"the job ran longer than its time limit of {limit:g} s and was stopped"
+        return ExecutorEvent(
+            attempt.job_id, attempt.run, FAILED, error=JobError(TIME_LIMIT, message, False)
+        )
+    message = f"the worker process stopped unexpectedly ({death})"
+    return ExecutorEvent(
+        attempt.job_id, attempt.run, FAILED, error=JobError(WORKER_DIED, message, False)
+    )

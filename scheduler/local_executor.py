@@ -32,7 +32,6 @@ from scheduler import executor as ex
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.jobs import JobError
 from scheduler.progress_gate import PROGRESS_INTERVAL
-from scheduler.retry import TIME_LIMIT, WORKER_DIED
 from scheduler.worker import WorkerSettings, worker_main
 
 log = logging.getLogger(__name__)
@@ -337,24 +336,7 @@ class LocalExecutor(Executor):
         self._notify()
 
     def _ending_event(self, run: _Run, exitcode: int | None = None) -> ExecutorEvent:
-        attempt = run.attempt
-        if run.ending == "canceled":
-            return ExecutorEvent(attempt.job_id, attempt.run, ex.CANCELED)
-        if run.ending == "released":
-            return ExecutorEvent(attempt.job_id, attempt.run, ex.RELEASED)
-        if run.ending == "time_limit":
-            error = JobError(
-                TIME_LIMIT,
-                f"the job ran longer than its time limit of {attempt.time_limit:g} s and was stopped",
-                permanent=False,
-            )
-            return ExecutorEvent(attempt.job_id, attempt.run, ex.FAILED, error=error)
-        error = JobError(
-            WORKER_DIED,
-            f"the worker process stopped unexpectedly ({describe_exit(exitcode)})",
-            permanent=False,
-        )
-        return ExecutorEvent(attempt.job_id, attempt.run, ex.FAILED, error=error)
+        return ex.ending_event(run.attempt, run.ending, describe_exit(exitcode))
 
     def _on_exit(self, worker: _Worker) -> None:
         """The worker's process ended (its sentinel became readable)."""

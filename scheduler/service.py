@@ -26,7 +26,7 @@ from typing import Any
 from engine import imageio
 from engine.devices import Device
 from engine.errors import InvalidInput, InvalidOptions
-from engine.models.resolve import ModelRef, resolve_for_spec
+from engine.models.resolve import ModelRef
 from engine.options import ParsedOptions, options_to_dict, parse_options
 from scheduler.dispatcher import Dispatcher, DispatcherSettings
 from scheduler.errors import InvalidTransition, JobNotFound, SchedulerStopped
@@ -321,13 +321,11 @@ class Scheduler:
     def _resolve_models(self, kind: str, parsed: ParsedOptions) -> tuple[ModelRef, ...] | None:
         """The models a job will run with, for its spec (None: a kind without models).
 
-        Resolved against the workers' models directory (``worker_settings["models_dir"]``);
-        without one (remote workers own the models) ``auto`` is the catalogue's preferred
-        model (``engine.models.resolve.resolve``). Only ``swap`` has models for now: this
-        call belongs in the kind's own submit hook (scheduler/swap_task.py)."""
-        if kind != "swap":
+        Each kind resolves its own (``TaskKind.models``, given the workers' settings)."""
+        resolver = load_kinds(tuple(self.config.task_modules)).get(kind).models
+        if resolver is None:
             return None
-        return resolve_for_spec(parsed, self.config.worker_settings.get("models_dir"))
+        return resolver(parsed, self.config.worker_settings)
 
     def _upload(self, role: str, item: InputArg, label: str) -> Upload:
         if not isinstance(item, tuple) or len(item) != 2:

@@ -83,6 +83,7 @@ class SplitRun:
         self.stopping = False  # the server is stopping: start no more segments
         self.part_ids: set[str] = set()
         self.devices: list[str] = []  # where each segment ran, for the result
+        self.workers: set[str] = set()  # the remote workers that made segments, if any
         self._done_frames: dict[int, float] = {}
         self._started = time.monotonic()
 
@@ -183,15 +184,16 @@ class SplitRun:
             self._done_frames[index] = max(frames, 0)
             self._report("swap", None)
             result = outcome.result or {}
-            await self.note(
-                "segment",
-                {
-                    "index": index,
-                    "device": device,
-                    "frames": int(result.get("frames", frames)),
-                    "reused": bool(result.get("reused")),
-                },
-            )
+            detail = {
+                "index": index,
+                "device": device,
+                "frames": int(result.get("frames", frames)),
+                "reused": bool(result.get("reused")),
+            }
+            if result.get("worker"):  # a remote worker (Celery) names itself
+                detail["worker"] = result["worker"]
+                self.workers.add(str(result["worker"]))
+            await self.note("segment", detail)
         return outcome
 
     def _part(self, name: str, kind: str, device: str, payload: dict[str, Any]) -> Attempt:
@@ -271,6 +273,8 @@ class SplitRun:
                 self.attempt.job_id, self.attempt.run, ex.FAILED, error=error_from_exception(exc)
             )
         result = {**result, "devices": sorted(set(self.devices))}
+        if self.workers:
+            result["workers"] = sorted(self.workers)
         return ExecutorEvent(self.attempt.job_id, self.attempt.run, ex.SUCCEEDED, result=result)
 
     def _as_job_event(self, outcome: ExecutorEvent) -> ExecutorEvent:

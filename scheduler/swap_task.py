@@ -11,10 +11,13 @@ between jobs. A long video split over several slots runs as the kinds
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Any
 
 from engine import imageio
 from engine.errors import InvalidInput, InvalidOptions
+from engine.models.resolve import ModelRef, resolve_for_spec
+from engine.options import ParsedOptions
 from scheduler import video_split
 from scheduler.jobs import InputLimits
 from scheduler.tasks import Submission, TaskContext, TaskKind, Upload
@@ -132,6 +135,12 @@ def run_swap(ctx: TaskContext) -> dict[str, Any]:
     }
 
 
+def swap_models(options: ParsedOptions, settings: Mapping[str, Any]) -> tuple[ModelRef, ...]:
+    """The models a swap job runs with, resolved at submit against the workers' models
+    directory (without one, ``auto`` is the catalogue's preferred model)."""
+    return resolve_for_spec(options, settings.get("models_dir"))
+
+
 def run_swap_stage(ctx: TaskContext) -> dict[str, Any]:
     """The whole-video stage of a split job (the content gate), before any segment."""
     return video_split.run_stage(ctx)
@@ -145,7 +154,9 @@ def run_swap_segment(ctx: TaskContext) -> dict[str, Any]:
 
 
 TASK_KINDS = (
-    TaskKind("swap", run_swap, validate=validate_swap, output_name=swap_output_name),
+    TaskKind(
+        "swap", run_swap, validate=validate_swap, output_name=swap_output_name, models=swap_models
+    ),
     TaskKind(video_split.STAGE_KIND, run_swap_stage),
     TaskKind(video_split.SEGMENT_KIND, run_swap_segment),
 )

@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidOptions
 from engine.progress import CancelToken, ProgressCallback, ignore_progress
 from scheduler.jobs import InputLimits, JobSpec, StoredFile
+
+if TYPE_CHECKING:
+    from engine.models.resolve import ModelRef
+    from engine.options import ParsedOptions
 
 # Option keys that belong to the scheduler and studio; the engine passes them through untouched.
 SCHEDULER_OPTION_KEYS = ("priority", "callback_url", "consent", "idempotency_key", "batch_id")
@@ -89,6 +93,9 @@ class TaskContext:
 TaskFn = Callable[[TaskContext], "dict[str, Any] | None"]
 Validator = Callable[[Submission], None]
 OutputNamer = Callable[[Submission], str]
+# The models a job of this kind will run with, resolved once at submit for its spec,
+# from its parsed options and the workers' settings (``models_dir``).
+ModelResolver = Callable[["ParsedOptions", Mapping[str, Any]], "tuple[ModelRef, ...]"]
 
 
 def default_output_name(submission: Submission) -> str:
@@ -102,6 +109,7 @@ class TaskKind:
     validate: Validator | None = None
     output_name: OutputNamer = default_output_name
     option_keys: tuple[str, ...] = ()  # extra option keys this kind accepts
+    models: ModelResolver | None = None  # None: the kind runs no models
 
 
 BUILT_IN_MODULES = ("scheduler.swap_task",)

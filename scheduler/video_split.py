@@ -120,13 +120,17 @@ def run_stage(ctx: TaskContext) -> dict[str, Any]:
         return {"gate": "off"}
     ctx.progress(Progress(stage="gate", done=0, total=None))
     gate = warm_engine(ctx).content_gate(threshold)
-    gate.check_inputs(
-        ctx.sources,
-        ctx.target,
-        progress=ctx.progress,
-        cancel=ctx.cancel,
-        max_pixels=ctx.spec.limits.max_pixels,
-    )
+    if ctx.settings.get("gate_images", True):
+        gate.check_inputs(
+            ctx.sources,
+            ctx.target,
+            progress=ctx.progress,
+            cancel=ctx.cancel,
+            max_pixels=ctx.spec.limits.max_pixels,
+        )
+    else:  # the sources were gated at submit; a video's frames are gated here, always
+        name = f"target ({ctx.spec.target.original if ctx.spec.target else ctx.target.name})"
+        gate.check_video(ctx.target, name, progress=ctx.progress, cancel=ctx.cancel)
     return {"gate": "passed"}
 
 

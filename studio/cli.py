@@ -70,6 +70,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         default=0.8,
         help="content gate: refuse inputs whose NSFW score is above this (0..1; operator only)",
     )
+    safety.add_argument(
+        "--content-gate",
+        choices=("dispatch", "submit"),
+        default="dispatch",
+        help="where the content gate runs: 'dispatch' (default) checks every input in the "
+        "job's first stage, before any of it is processed, deletes refused inputs at once "
+        "and shows the refusal on the job; 'submit' refuses them in the request itself",
+    )
     net = parser.add_argument_group("server")
     net.add_argument(
         "--host", default=None, help="bind address (default: $GRADIO_SERVER_NAME or 127.0.0.1)"
@@ -222,6 +230,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         max_in_flight=args.max_in_flight,
         split_video=args.split_video,
         content_threshold=args.content_threshold,
+        content_gate=args.content_gate,
         ui_cache_hours=args.ui_cache_hours,
         ui_cache_gb=args.ui_cache_gb,
     )

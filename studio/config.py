@@ -81,6 +81,9 @@ class StudioConfig:
     split_video: bool | None = None
     # Content gate: inputs scoring above this (open_nsfw probability) are refused.
     content_threshold: float = 0.8
+    # Where the gate runs: "dispatch" (the job's first stage, off the request path: a
+    # submit stays cheap) or "submit" (in the request; refused content is never stored).
+    content_gate: str = "dispatch"
     # Files in Gradio's cache (UI uploads, face crops) are deleted after this long at most.
     ui_cache_hours: float = 2.0
     ui_cache_gb: float = 10.0  # uploads waiting in that cache, all visitors together
@@ -110,6 +113,10 @@ class StudioConfig:
             raise InvalidOptions(f"backend must be local, celery or zerogpu; got {self.backend!r}")
         if self.backend == "celery" and not self.broker_url:
             raise InvalidOptions("--backend celery needs --broker URL (redis://… or amqp://…)")
+        if self.content_gate not in ("dispatch", "submit"):
+            raise InvalidOptions(
+                f"content gate must run at dispatch or submit; got {self.content_gate!r}"
+            )
         if not 0.0 < self.content_threshold <= 1.0:
             raise InvalidOptions("content threshold must be above 0 and at most 1")
         if self.max_in_flight < 1:

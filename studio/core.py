@@ -96,8 +96,7 @@ class Studio:
             self.scheduler,
             self.metrics,
             self.guard,
-            face_engine=self.preview_engine.get,
-            checks=[self.content_gate],
+            checks=[self.content_gate] if config.content_gate == "submit" else [],
         )
         self.events = EventPump(
             self.scheduler,
@@ -147,6 +146,8 @@ class Studio:
 
     async def _warm_up(self) -> None:
         """Load the content gate's model in the background, not in the first submission."""
+        if self.config.content_gate != "submit":
+            return  # the workers gate the inputs, in each job's first stage
         try:
             await asyncio.to_thread(self.content_gate.warm_up)
         except Exception as exc:  # submissions will report it, clearly, to the submitter

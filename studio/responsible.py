@@ -141,5 +141,4 @@ class SubmitContentGate:
         return self.gate().score(image)
 
     async def __call__(self, request: SubmitRequest) -> None:
-        check_consent_option(request.options)
         await asyncio.to_thread(self.check_images, request)

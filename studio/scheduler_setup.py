@@ -57,7 +57,9 @@ def scheduler_config(config: StudioConfig) -> SchedulerConfig:
             "priority": config.worker_priority,
             "data_dir": str(config.data_dir),  # provenance keys: every output is stamped
             "content_threshold": config.content_threshold,
-            "gate_images": False,  # gated at submit (studio.responsible); videos in the worker
+            # Gated at submit (studio.responsible) or here, before any processing; a
+            # video's sampled frames are always gated here.
+            "gate_images": config.content_gate == "dispatch",
         },
         max_input_bytes=config.limits.max_file_bytes,
         input_limits=InputLimits(config.limits.max_pixels, config.limits.max_sources),

@@ -13,7 +13,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engine.errors import EngineError, InvalidInput, InvalidOptions
 from engine.options import parse_options
@@ -23,10 +23,8 @@ from scheduler.tasks import SCHEDULER_OPTION_KEYS
 from studio import limits
 from studio.config import StudioConfig
 from studio.metrics import StudioMetrics
+from studio.responsible import check_consent_option
 from studio.webhooks import WebhookGuard
-
-if TYPE_CHECKING:
-    from engine.pipeline import FaceEngine
 
 log = logging.getLogger("studio.jobs")
 
@@ -63,10 +61,12 @@ SubmitCheck = Callable[[SubmitRequest], Awaitable[None]]
 
 
 class Submitter:
-    """Checks a submission (options, batch, callback, files, models, hooks), then queues it.
+    """Checks a submission (options, batch, callback, files, hooks), then queues it.
 
-    ``checks`` is the caller's list, kept by reference, so hooks added to it later
-    still run; ``face_engine`` is called only when a model check needs it (lazy)."""
+    The options are parsed here, once; the scheduler stores the parsed value and
+    resolves the job's models (a missing one is refused there, before anything is
+    stored). ``checks`` is the caller's list, kept by reference, so hooks added to it
+    later still run."""
 
     def __init__(
         self,
@@ -74,14 +74,12 @@ class Submitter:
         scheduler: Scheduler,
         metrics: StudioMetrics,
         guard: WebhookGuard,
-        face_engine: Callable[[], FaceEngine],
         checks: list[SubmitCheck],
     ) -> None:
         self.config = config
         self.scheduler = scheduler
         self.metrics = metrics
         self.guard = guard
-        self.face_engine = face_engine
         self.checks = checks
 
     async def submit(self, request: SubmitRequest) -> Job:
@@ -109,6 +107,7 @@ class Submitter:
         if not isinstance(options, dict):
             raise InvalidOptions("options must be a JSON object")
         parsed = parse_options(options, extra_keys=SCHEDULER_OPTION_KEYS)
+        check_consent_option(options)
         batch = options.get("batch_id")
         if batch is not None and (not isinstance(batch, str) or not _BATCH_RE.match(batch)):
             raise InvalidOptions("batch_id must be 1-64 letters, digits, '-' or '_'")
@@ -125,14 +124,13 @@ class Submitter:
         if request.target is None:
             raise InvalidInput("a target image or video is required")
         request.checked = await asyncio.to_thread(self._check_files, request)
-        await asyncio.to_thread(self._check_models, parsed.swap)
         for check in self.checks:
             await check(request)
         return await self.scheduler.submit(
             request.owner,
             [(f.original, f.path) for f in request.sources],
             (request.target.original, request.target.path),
-            options,
+            parsed,  # parsed once, here; the scheduler stores it and resolves its models
             idempotency_key=request.idempotency_key,
             reference=(request.reference.original, request.reference.path)
             if request.reference
@@ -167,7 +165,3 @@ class Submitter:
         assert request.target is not None
         checked.append(limits.check_target(request.target.path, request.target.original, cfg))
         return checked
-
-    def _check_models(self, swap_options) -> None:
-        """A missing model is a clear error now, not a failed job later."""
-        self.face_engine().resolve(swap_options)

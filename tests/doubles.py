@@ -29,9 +29,9 @@ from typing import Any
 from engine.errors import Canceled
 from scheduler import executor as ex
 from scheduler.executor import Attempt, Executor, ExecutorEvent
-from scheduler.jobs import JobError, JobSpec
+from scheduler.jobs import JobSpec
 from scheduler.progress_gate import PROGRESS_INTERVAL, ProgressGate
-from scheduler.retry import TIME_LIMIT, WORKER_DIED, error_from_exception
+from scheduler.retry import error_from_exception
 from scheduler.service import Scheduler, SchedulerConfig
 from scheduler.store import Store
 from scheduler.tasks import TaskContext
@@ -316,24 +316,9 @@ class InlineExecutor(Executor):
         run.finish(self._ending_event(run))
 
     def _ending_event(self, run: _Run) -> ExecutorEvent:
-        attempt = run.attempt
-        if run.ending == "canceled":
-            return ExecutorEvent(attempt.job_id, attempt.run, ex.CANCELED)
-        if run.ending == "released":
-            return ExecutorEvent(attempt.job_id, attempt.run, ex.RELEASED)
-        if run.ending == "time_limit":
-            error = JobError(
-                TIME_LIMIT,
-                f"the job ran longer than its time limit of {attempt.time_limit:g} s and was stopped",
-                permanent=False,
-            )
-            return ExecutorEvent(attempt.job_id, attempt.run, ex.FAILED, error=error)
-        error = JobError(
-            WORKER_DIED,
-            "the worker process stopped unexpectedly (killed by SIGKILL (out of memory or killed))",
-            permanent=False,
+        return ex.ending_event(
+            run.attempt, run.ending, "killed by SIGKILL (out of memory or killed)"
         )
-        return ExecutorEvent(attempt.job_id, attempt.run, ex.FAILED, error=error)
 
     def describe(self) -> dict[str, Any]:
         busy = {id(run.slot): run.attempt.job_id for run in self._runs.values() if run.slot}

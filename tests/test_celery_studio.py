@@ -48,13 +48,17 @@ class StudioThread:
         from studio.server import build_app
 
         self.port = free_port()
-        config = StudioConfig(data_dir=data_dir, host="127.0.0.1", port=self.port, ui=False)
-        executor = make_executor(
-            broker_url,
-            data_dir,
-            heartbeat_s=HEARTBEAT_S,
-            worker_ttl_s=WORKER_TTL_S,
+        config = StudioConfig(
+            data_dir=data_dir,
+            host="127.0.0.1",
+            port=self.port,
+            ui=False,
+            backend="celery",
+            broker_url=broker_url,
             split_video=split_video,
+        )
+        executor = make_executor(
+            broker_url, data_dir, heartbeat_s=HEARTBEAT_S, worker_ttl_s=WORKER_TTL_S
         )
         executor.poll_interval = 0.2
         scheduler_settings = dataclasses.replace(
@@ -193,15 +197,19 @@ def test_segments_of_one_video_run_on_two_workers_and_the_studio_joins_them(
         studio.stop()
 
     assert final["status"] == "succeeded", final
-    assert any(
-        name == "progress" and "segments running" in (data.get("stage") or "")
-        for name, data in events
-    )
+    progress = [data["progress"] for name, data in events if name == "progress"]
+    progress = [value for value in progress if value is not None]
+    assert progress == sorted(progress)
     (succeeded,) = [entry for entry in history if entry["event"] == "succeeded"]
     assert succeeded["detail"]["result"]["segments"] == 3  # the studio's join reported three parts
-    # Three segments, and both workers made at least one of them.
+    # The whole-video stage first, then three segments; both workers made some of them.
+    events_in_order = [entry["event"] for entry in history]
+    assert events_in_order.index("stage") < events_in_order.index("segment")
+    segments = [entry["detail"] for entry in history if entry["event"] == "segment"]
+    assert sorted(s["index"] for s in segments) == [0, 1, 2]
+    assert {s["worker"] for s in segments} == {node.nodename for node in nodes}, segments
     made = {node.nodename: node.log_path.read_text().count("] succeeded") for node in nodes}
-    assert sum(made.values()) == 3 and all(made.values()), made
+    assert sum(made.values()) == 4 and all(made.values()), made  # the stage and 3 segments
     output = tmp_path / "out.mp4"
     output.write_bytes(result.content)
     with av.open(str(output)) as container:

@@ -82,10 +82,40 @@ def test_consent_recorded_and_output_verifies_as_trusted(tmp_path, target):
         assert "consent" in bad.json()["error"]["message"]
 
 
-def test_content_gate_refuses_at_submit_and_stores_nothing(tmp_path, target):
+def test_content_gate_at_dispatch_refuses_before_processing_and_deletes_inputs(tmp_path, target):
+    """The default: the submit is cheap (no inference in the request); the job's first
+    stage refuses, its inputs are deleted at once, and the refusal shows on the job."""
     data = tmp_path / "data"
     with (
         StudioProcess(data, ["--content-threshold", "0.0001"]) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
+        response = submit(client, target, '{"consent": true}')
+        assert response.status_code == 202, response.text
+        job = wait_done(client, response.json()["id"])
+        assert job["status"] == "failed", job
+        assert job["error"]["code"] == "content_policy"
+        assert "content policy" in job["error"]["message"]
+        assert client.get(f"/api/v1/jobs/{job['id']}/result").status_code in (404, 409)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            history = client.get(f"/api/v1/jobs/{job['id']}/history").json()["history"]
+            if history[-1]["event"] == "inputs_deleted":
+                break
+            time.sleep(0.1)
+        events = [entry["event"] for entry in history]
+        assert events[-2:] == ["failed", "inputs_deleted"], events
+    job_dir = data / "jobs" / job["id"]
+    assert not (job_dir / "inputs").exists()
+    assert not (job_dir / "outputs").exists() or not any((job_dir / "outputs").iterdir())
+
+
+def test_content_gate_at_submit_refuses_and_stores_nothing(tmp_path, target):
+    data = tmp_path / "data"
+    with (
+        StudioProcess(
+            data, ["--content-threshold", "0.0001", "--content-gate", "submit"]
+        ) as server,
         httpx.Client(base_url=server.url, timeout=30) as client,
     ):
         response = submit(client, target, '{"consent": true}')

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -493,6 +494,10 @@ class CeleryExecutor(Executor):
         if outcome.type != ex.SUCCEEDED:
             flight.finish(outcome)
             return
+        if part.worker:  # which machine made it (a split job's history names it)
+            outcome = dataclasses.replace(
+                outcome, result={**(outcome.result or {}), "worker": part.worker}
+            )
         flight.finish(await self._collected(flight, outcome))
 
     async def _collected(self, flight: _Flight, outcome: ExecutorEvent) -> ExecutorEvent:

@@ -367,6 +367,7 @@ class ZeroGPUExecutor(Executor):
             "mode": mode,
             "attempt": dict(vars(attempt)),
             "settings": dict(self.settings),
+            "task_modules": list(self.task_modules),
             "device": self.zerogpu.device,
             "duration": self.zerogpu.duration,
             "margin": min(self.zerogpu.margin, self.zerogpu.duration / 4),

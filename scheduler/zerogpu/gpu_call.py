@@ -179,7 +179,8 @@ def _run_whole(call: dict[str, Any], device: str, put: Callable, token: Any) -> 
     from scheduler.tasks import get_task
 
     ctx = _context(call, device, _Reporter(call, put), token)
-    result = get_task(call["attempt"]["kind"]).fn(ctx) or {}
+    kind = get_task(call["attempt"]["kind"], call.get("task_modules", ()))
+    result = kind.fn(ctx) or {}
     return {"type": "done", "result": dict(result), "output_bytes": _synced_size(ctx.output)}
 
 
