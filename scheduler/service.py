@@ -33,6 +33,7 @@ from scheduler.errors import InvalidTransition, JobNotFound, SchedulerStopped
 from scheduler.events import DELETED, EventBus, JobEvent, Subscription
 from scheduler.executor import Executor
 from scheduler.files import InputFile, JobFiles, safe_extension
+from scheduler.holders import this_holder
 from scheduler.jobs import InputLimits, Job, JobSpec, JobStatus, StoredFile
 from scheduler.progress_gate import EVENT_RATE, worker_interval
 from scheduler.retention import RetentionPolicy, SweepReport, sweep
@@ -133,7 +134,9 @@ class Scheduler:
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.files = JobFiles(self.data_dir / "jobs", durable=config.durable_files)
-        self.store = Store(self.data_dir / DB_NAME, synchronous=config.synchronous.upper())
+        self.store = Store(
+            self.data_dir / DB_NAME, synchronous=config.synchronous.upper(), instance=this_holder()
+        )
         self.bus = EventBus(rate=config.event_rate)
         self._executor = executor
         self.dispatcher: Dispatcher | None = None

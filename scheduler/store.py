@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from scheduler.errors import InvalidTransition, JobNotFound, QueueFull, SchedulerStopped
+from scheduler.holders import certainly_gone
 from scheduler.jobs import Job, JobError, JobSpec, JobStatus, check_transition
 
 T = TypeVar("T")
@@ -662,13 +663,15 @@ class Store:
 
     async def recover_expired(self, delay: Callable[[int], float], exclude: set[str]) -> list[Job]:
         """Jobs whose lease expired go back to queued with ``attempts + 1`` (or to failed
-        after their maximum attempts). ``exclude``: jobs this process is running now."""
+        after their maximum attempts); so do jobs whose lease holder is certainly gone (a
+        crashed server on this host: ``scheduler.holders``), without waiting for the
+        lease to run out. ``exclude``: jobs this process is running now."""
 
         async def op(db: aiosqlite.Connection) -> list[Job]:
             now = self.clock()
             rows = await db.execute_fetchall(
-                "SELECT id, runs, attempts FROM jobs WHERE status = 'running' "
-                "AND lease_expires_at < ?",
+                "SELECT id, runs, attempts, lease_expires_at < ?, lease_owner FROM jobs "
+                "WHERE status = 'running'",
                 (now,),
             )
             error = JobError(
@@ -677,7 +680,9 @@ class Store:
                 permanent=False,
             )
             changed = []
-            for job_id, run, attempts in rows:
+            for job_id, run, attempts, expired, holder in rows:
+                if not expired and (holder == self.instance or not certainly_gone(holder)):
+                    continue
                 if job_id not in exclude:
                     job = await _charge_attempt(db, job_id, run, error, now, delay(attempts + 1))
                     if job is not None:

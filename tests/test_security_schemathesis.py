@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(300)
 
 # Bounded so that the run stays well under two minutes on a 2-core machine.
 MAX_EXAMPLES = 12
-MAX_TIME = 60
+MAX_TIME = 40
 
 # Per-operation settings, written to a schemathesis.toml for the run. Both concern the
 # two multipart upload operations only (submit_job, verify_file); every other operation
