@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,42 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """How far a job is, as every layer from the worker to the browser passes it on.
+
+    One record instead of four loose fields copied at each hop; ``of`` is the one
+    conversion from an engine report. The preview is not part of it: it is bytes
+    (or a frame) and rides on some reports only.
+    """
+
+    fraction: float | None = None
+    stage: str | None = None
+    eta_seconds: float | None = None
+    fps: float | None = None
+
+    @classmethod
+    def of(cls, report: Progress) -> JobProgress:
+        """The record of an engine report."""
+        return cls(report.fraction, report.stage, report.eta_seconds, report.fps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, for the wire between a worker and the server (pipe, pub/sub, queue)."""
+        return {
+            "fraction": self.fraction,
+            "stage": self.stage,
+            "eta_seconds": self.eta_seconds,
+            "fps": self.fps,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobProgress:
+        """The inverse of ``to_dict``; unknown keys are ignored, so a newer sender's
+        additions do not break an older reader."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 def ignore_progress(_: Progress) -> None:

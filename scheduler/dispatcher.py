@@ -306,15 +306,10 @@ class Dispatcher:
                 type=PROGRESS,
                 status=JobStatus.RUNNING,
                 progress=event.progress,
-                stage=event.stage,
-                eta_seconds=event.eta_seconds,
-                fps=event.fps,
                 preview=event.preview,
             )
         )
-        self._progress[job.id] = ProgressUpdate(
-            job.id, job.runs, event.progress, event.stage, event.eta_seconds, event.fps
-        )
+        self._progress[job.id] = ProgressUpdate(job.id, job.runs, event.progress)
 
     async def _finish(self, flight: _InFlight, outcome: ExecutorEvent) -> None:
         job, run = flight.job, flight.run

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
+from engine.progress import JobProgress
 from scheduler.jobs import Job, JobError, JobStatus
 from scheduler.progress_gate import EVENT_RATE
 
@@ -35,10 +36,7 @@ class JobEvent:
     owner: str
     type: str  # "status" | "progress" | "deleted"
     status: JobStatus | None = None
-    progress: float | None = None
-    stage: str | None = None
-    eta_seconds: float | None = None
-    fps: float | None = None
+    progress: JobProgress | None = None
     preview: bytes | None = None
     error: JobError | None = None
     attempts: int | None = None
@@ -51,24 +49,22 @@ class JobEvent:
             owner=job.owner,
             type=type,
             status=job.status,
-            progress=job.progress,
-            stage=job.stage,
-            eta_seconds=job.eta_seconds,
-            fps=job.fps,
+            progress=job.progress_record,
             error=job.error,
             attempts=job.attempts,
         )
 
     def to_dict(self) -> dict:
         """JSON-safe, without the preview bytes (send those separately)."""
+        progress = self.progress or JobProgress()
         return {
             "job_id": self.job_id,
             "type": self.type,
             "status": str(self.status) if self.status else None,
-            "progress": self.progress,
-            "stage": self.stage,
-            "eta_seconds": self.eta_seconds,
-            "fps": self.fps,
+            "progress": progress.fraction,
+            "stage": progress.stage,
+            "eta_seconds": progress.eta_seconds,
+            "fps": progress.fps,
             "has_preview": self.preview is not None,
             "error": None
             if self.error is None
@@ -205,8 +201,9 @@ class EventBus:
             self._deliver(event)
             return
         throttle = self._throttles.setdefault(event.job_id, _Throttle())
-        new_stage = event.stage != throttle.stage
-        throttle.stage = event.stage
+        stage = event.progress.stage if event.progress else None
+        new_stage = stage != throttle.stage
+        throttle.stage = stage
         if new_stage:  # a few per job, and people watch for them: never held
             if throttle.timer is not None:
                 throttle.timer.cancel()

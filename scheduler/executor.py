@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.progress import JobProgress
 from scheduler.jobs import JobError
 from scheduler.retry import TIME_LIMIT, WORKER_DIED
 
@@ -54,15 +55,12 @@ class Attempt:
 
 @dataclass(frozen=True)
 class ExecutorEvent:
-    """Progress of an attempt, or its end."""
+    """Progress of an attempt (``progress``, with a JPEG ``preview`` now and then), or its end."""
 
     job_id: str
     run: int
     type: str
-    progress: float | None = None
-    stage: str | None = None
-    eta_seconds: float | None = None
-    fps: float | None = None
+    progress: JobProgress | None = None
     preview: bytes | None = None
     result: dict[str, Any] = field(default_factory=dict)
     error: JobError | None = None

@@ -19,6 +19,7 @@ from engine.errors import InvalidOptions
 from engine.imageio import DEFAULT_MAX_PIXELS
 from engine.models.resolve import ModelRef
 from engine.options import ENGINE_OPTION_KEYS, ParsedOptions, options_to_dict, parse_options
+from engine.progress import JobProgress
 from scheduler.errors import InvalidTransition
 
 # Version 2 added ``limits``; a version-1 spec is read with the limits of its time.
@@ -228,6 +229,7 @@ class Job:
     spec: JobSpec
     status: JobStatus
     priority: int = 0
+    # The progress columns, flat as stored; ``progress_record`` is them as one record.
     progress: float | None = None
     stage: str | None = None
     eta_seconds: float | None = None
@@ -261,6 +263,11 @@ class Job:
     def output_name(self) -> str | None:
         """The output file's name under the job's ``outputs/`` once the job succeeded."""
         return self.spec.output if self.status is JobStatus.SUCCEEDED else None
+
+    @property
+    def progress_record(self) -> JobProgress:
+        """The stored progress columns as the record the rest of the scheduler passes on."""
+        return JobProgress(self.progress, self.stage, self.eta_seconds, self.fps)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe view (for the REST API and the UI)."""

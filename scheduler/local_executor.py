@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from engine.progress import JobProgress
 from scheduler import executor as ex
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.jobs import JobError
@@ -313,9 +314,11 @@ class LocalExecutor(Executor):
             return  # a late message of a run that already ended
         job_id, run_number = message[1], message[2]
         if kind == "progress":
-            _, _, _, fraction, stage, eta, fps, preview = message
+            _, _, _, progress, preview = message
             run.events.put_nowait(
-                ExecutorEvent(job_id, run_number, ex.PROGRESS, fraction, stage, eta, fps, preview)
+                ExecutorEvent(
+                    job_id, run_number, ex.PROGRESS, JobProgress.from_dict(progress), preview
+                )
             )
             return
         if kind == "done":

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from engine.progress import CancelToken, Progress
+from engine.progress import CancelToken, JobProgress, Progress
 from scheduler import executor as ex
 from scheduler import video_split
 from scheduler.executor import Attempt, Executor, ExecutorEvent
@@ -174,8 +174,9 @@ class SplitRun:
 
         def on_event(event: ExecutorEvent) -> None:
             # Only frame stages count: other stages report their own fractions.
-            if event.progress is not None and event.stage in FRAME_STAGES:
-                done = event.progress * max(frames, 0)
+            report = event.progress or JobProgress()
+            if report.fraction is not None and report.stage in FRAME_STAGES:
+                done = report.fraction * max(frames, 0)
                 self._done_frames[index] = max(self._done_frames.get(index, 0.0), done)
                 self._report("swap", event.preview)
 
@@ -226,7 +227,10 @@ class SplitRun:
     def _forward(self, event: ExecutorEvent) -> None:
         """The stage's progress, as the job's: its stage name, at 0 frames done (the
         job's fraction counts frames, and must never go back)."""
-        job_event = dataclasses.replace(event, progress=0.0, preview=None, eta_seconds=None)
+        progress = dataclasses.replace(
+            event.progress or JobProgress(), fraction=0.0, eta_seconds=None
+        )
+        job_event = dataclasses.replace(event, progress=progress, preview=None)
         self.on_progress(self._as_job_event(job_event))
 
     def _report(self, stage: str, preview: bytes | None, fraction: float | None = None) -> None:
@@ -241,10 +245,7 @@ class SplitRun:
                 self.attempt.job_id,
                 self.attempt.run,
                 ex.PROGRESS,
-                progress=fraction,
-                stage=stage,
-                eta_seconds=eta,
-                fps=fps,
+                progress=JobProgress(fraction, stage, eta, fps),
                 preview=preview,
             )
         )

@@ -48,6 +48,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from engine.progress import JobProgress
 from scheduler.errors import InvalidTransition, JobNotFound, QueueFull, SchedulerStopped
 from scheduler.holders import certainly_gone
 from scheduler.jobs import Job, JobError, JobSpec, JobStatus, check_transition
@@ -268,12 +269,12 @@ class HistoryEntry:
 
 @dataclass(frozen=True)
 class ProgressUpdate:
+    """The latest progress of one run, to persist; ``None`` keeps the stored fraction and
+    stage and clears the ETA and fps."""
+
     job_id: str
     run: int
-    progress: float | None
-    stage: str | None
-    eta_seconds: float | None
-    fps: float | None
+    progress: JobProgress | None
 
 
 class Store:
@@ -646,10 +647,20 @@ class Store:
         """Persist the latest progress of running jobs so that a reload shows it."""
         if not updates:
             return
-        rows = [
-            (u.progress, u.stage, u.eta_seconds, u.fps, self.clock(), u.job_id, u.run)
-            for u in updates
-        ]
+        rows = []
+        for update in updates:
+            progress = update.progress or JobProgress()  # the record, as its columns
+            rows.append(
+                (
+                    progress.fraction,
+                    progress.stage,
+                    progress.eta_seconds,
+                    progress.fps,
+                    self.clock(),
+                    update.job_id,
+                    update.run,
+                )
+            )
 
         async def op(db: aiosqlite.Connection) -> None:
             await db.executemany(

@@ -8,9 +8,9 @@ kernel's parent-death signal fires) the worker exits at once, so a killed
 server never leaves workers that finish a job behind its back.
 
 Messages to the parent are tuples: ``("ready", pid)``, ``("progress", job_id,
-run, fraction, stage, eta, fps, preview_jpeg)``, ``("done", job_id, run,
-result, output_bytes)``, ``("error", job_id, run, code, message, permanent)``,
-``("canceled", job_id, run)``.
+run, progress, preview_jpeg)`` (``progress`` is ``JobProgress.to_dict()``),
+``("done", job_id, run, result, output_bytes)``, ``("error", job_id, run, code,
+message, permanent)``, ``("canceled", job_id, run)``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Canceled
-from engine.progress import CancelToken, Progress
+from engine.progress import CancelToken, JobProgress, Progress
 from scheduler.cpu import limit_threads, lower_priority
 from scheduler.executor import Attempt
 from scheduler.jobs import JobSpec
@@ -100,10 +100,7 @@ class _Reporter:
                 "progress",
                 self.attempt.job_id,
                 self.attempt.run,
-                report.fraction,
-                report.stage,
-                report.eta_seconds,
-                report.fps,
+                JobProgress.of(report).to_dict(),
                 preview,
             )
         )

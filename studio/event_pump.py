@@ -59,7 +59,7 @@ class EventPump:
         if event.preview:
             self.previews.put(event.job_id, event.owner, event.preview)
         if event.type == PROGRESS:
-            self.metrics.job_progress(event.job_id, event.fps)
+            self.metrics.job_progress(event.job_id, event.progress.fps if event.progress else None)
             return
         if event.type == DELETED:
             self.previews.drop(event.job_id)

@@ -11,6 +11,7 @@ import datetime as dt
 from pathlib import PurePosixPath
 from typing import Any
 
+from engine.progress import JobProgress
 from scheduler.events import JobEvent
 from scheduler.jobs import Job, JobStatus
 
@@ -76,15 +77,19 @@ def job_json(job: Job, base_url: str = "") -> dict[str, Any]:
 
 
 def event_json(event: JobEvent, preview_version: int | None = None) -> dict[str, Any]:
-    """A progress event as the SSE stream sends it (a status change sends ``job_json``)."""
+    """A progress event as the SSE stream sends it (a status change sends ``job_json``).
+
+    The record's fields go at the top level, as docs/contracts.md promises.
+    """
+    progress = event.progress or JobProgress()
     return {
         "id": event.job_id,
         "type": event.type,
         "status": str(event.status) if event.status else None,
-        "progress": event.progress,
-        "stage": event.stage,
-        "eta_seconds": event.eta_seconds,
-        "fps": event.fps,
+        "progress": progress.fraction,
+        "stage": progress.stage,
+        "eta_seconds": progress.eta_seconds,
+        "fps": progress.fps,
         "attempts": event.attempts,
         "preview": preview_version,
         "at": event.at,

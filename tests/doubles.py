@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Canceled
+from engine.progress import JobProgress
 from scheduler import executor as ex
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.jobs import JobSpec
@@ -220,10 +221,7 @@ class InlineExecutor(Executor):
                     attempt.job_id,
                     attempt.run,
                     ex.PROGRESS,
-                    report.fraction,
-                    report.stage,
-                    report.eta_seconds,
-                    report.fps,
+                    JobProgress.of(report),
                     preview,
                 )
                 loop.call_soon_threadsafe(self._progress, run, event)

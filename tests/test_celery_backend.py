@@ -202,10 +202,11 @@ async def test_job_runs_on_a_worker_and_progress_comes_back(
     assert outputs_of(data_dir, job.id) == ["result.bin"]
     output = json.loads((data_dir / "jobs" / job.id / "outputs" / "result.bin").read_text())
     assert output["job_id"] == job.id
-    fractions = [e.progress for e in seen if e.type == "progress" and e.stage == "sleep"]
+    reports = [e.progress for e in seen if e.type == "progress"]
+    fractions = [r.fraction for r in reports if r.stage == "sleep"]
     # Progress is throttled by the event bus, so not every step arrives; several do, in order.
     assert len(fractions) >= 2 and fractions == sorted(fractions) and 0 < fractions[-1] <= 1
-    stages = {e.stage for e in seen if e.type == "progress"}
+    stages = {r.stage for r in reports}
     assert "sleep" in stages  # the worker's own stage reached the studio's event bus
 
     async def idle_worker_listed():  # the System panel's view, refreshed every heartbeat

@@ -231,7 +231,7 @@ async def test_progress_is_published_and_persisted(start_inline):
     events = []
     while (event := await subscription.get(timeout=0)) is not None:
         events.append(event)
-    progress = [e.progress for e in events if e.type == PROGRESS]
+    progress = [e.progress.fraction for e in events if e.type == PROGRESS]
     assert progress == [0.5]  # the task's one report (bus throttling: test_scheduler_events)
     assert [e.status for e in events if e.type == STATUS] == [
         JobStatus.RUNNING,

@@ -57,8 +57,9 @@ async def test_segments_run_on_both_devices_and_are_joined(scheduler: Scheduler,
     assert os.listdir(output.parent) == ["result.mp4"]
     assert not scheduler.files.work_dir(job.id).exists()
     published = await drain(events)
-    progress = [e.progress for e in published if e.type == "progress" and e.progress]
-    assert progress and progress == sorted(progress), [(e.stage, e.progress) for e in published]
+    reports = [e.progress for e in published if e.type == "progress" and e.progress]
+    progress = [r.fraction for r in reports if r.fraction]
+    assert progress and progress == sorted(progress), [(r.stage, r.fraction) for r in reports]
 
 
 async def drain(subscription) -> list:

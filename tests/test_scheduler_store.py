@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.progress import JobProgress
 from scheduler.errors import InvalidTransition, JobNotFound, QueueFull
 from scheduler.jobs import (
     TRANSITIONS,
@@ -341,8 +342,8 @@ async def test_progress_is_saved_only_for_the_current_run(store: Store):
     [job] = await store.claim("cpu:0", 1, 60)
     await store.save_progress(
         [
-            ProgressUpdate(job.id, job.runs, 0.4, "swap", 3.0, 12.5),
-            ProgressUpdate(job.id, job.runs + 7, 0.9, "stale", None, None),
+            ProgressUpdate(job.id, job.runs, JobProgress(0.4, "swap", 3.0, 12.5)),
+            ProgressUpdate(job.id, job.runs + 7, JobProgress(0.9, "stale", None, None)),
         ]
     )
     read = await store.get(job.id)

@@ -141,7 +141,7 @@ async def test_image_and_video_jobs_run_in_forked_gpu_calls_of_their_visitor(
         progress = []
         while (event := await events.get(timeout=0.1)) is not None:
             if event.type == PROGRESS and event.job_id == video.id:
-                progress.append((event.progress, event.stage))
+                progress.append((event.progress.fraction, event.progress.stage))
         events.close()
         assert image.status is JobStatus.SUCCEEDED, image.error
         assert video.status is JobStatus.SUCCEEDED, video.error

@@ -64,7 +64,7 @@ async def test_jobs_run_with_the_real_package_outside_zerogpu(tmp_path, media, m
         video = await wait_for(scheduler, video.id, timeout=180)
         seen = set()
         while (event := await events.get(timeout=0.1)) is not None:
-            if event.type == PROGRESS and event.progress is not None:
+            if event.type == PROGRESS and event.progress and event.progress.fraction is not None:
                 seen.add(event.job_id)
         events.close()
     finally:

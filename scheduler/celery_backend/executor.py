@@ -55,6 +55,7 @@ import redis
 import redis.asyncio as aioredis
 
 from engine.errors import EngineError
+from engine.progress import JobProgress
 from scheduler import executor as ex
 from scheduler.celery_backend.app import TASK_NAME, CelerySettings, create_app
 from scheduler.celery_backend.keys import task_id_for
@@ -398,7 +399,8 @@ class CeleryExecutor(Executor):
             first = not flight.started
             self._mark_started(part, event.worker, event.pid)
             if first:
-                flight.emit(self._progress(flight.attempt, 0.0, event.stage or "starting"))
+                stage = event.progress.stage if event.progress else None
+                flight.emit(self._progress(flight.attempt, 0.0, stage or "starting"))
         elif event.type == "progress":
             flight.emit(self._progress_event(flight, part, event))
         elif event.type == "finished":
@@ -410,10 +412,7 @@ class CeleryExecutor(Executor):
             attempt.job_id,
             attempt.run,
             ex.PROGRESS,
-            progress=event.progress,
-            stage=event.stage,
-            eta_seconds=event.eta_seconds,
-            fps=event.fps,
+            progress=event.progress or JobProgress(),
             preview=event.preview,
         )
 
@@ -698,7 +697,7 @@ class CeleryExecutor(Executor):
     @staticmethod
     def _progress(attempt: Attempt, fraction: float | None, stage: str) -> ExecutorEvent:
         return ExecutorEvent(
-            attempt.job_id, attempt.run, ex.PROGRESS, progress=fraction, stage=stage
+            attempt.job_id, attempt.run, ex.PROGRESS, progress=JobProgress(fraction, stage)
         )
 
     @staticmethod

@@ -19,6 +19,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from engine.progress import JobProgress
+
 PREVIEW_QUALITY = 70
 
 
@@ -79,7 +81,11 @@ class Outcome:
 
 @dataclass
 class WorkerEvent:
-    """One live event from a worker. ``type`` is started | progress | finished."""
+    """One live event from a worker. ``type`` is started | progress | finished.
+
+    ``progress`` travels as ``JobProgress.to_dict()``; ``done``, ``total`` and
+    ``message`` are the engine report's own details, for live display.
+    """
 
     type: str
     task_id: str
@@ -89,21 +95,25 @@ class WorkerEvent:
     device: str | None = None
     pid: int | None = None
     segment: int | None = None
-    stage: str | None = None
-    progress: float | None = None
+    progress: JobProgress | None = None
     done: int = 0
     total: int | None = None
-    fps: float | None = None
-    eta_seconds: float | None = None
     message: str | None = None
     preview_jpeg: str | None = None  # base64 JPEG, small
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        data = asdict(self)
+        data["progress"] = None if self.progress is None else self.progress.to_dict()
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> WorkerEvent:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}  # a newer worker's additions are skipped
+        values = {key: value for key, value in data.items() if key in known}
+        progress = values.get("progress")
+        values["progress"] = JobProgress.from_dict(progress) if isinstance(progress, dict) else None
+        return cls(**values)
 
     @property
     def preview(self) -> bytes | None:

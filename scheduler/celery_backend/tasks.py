@@ -43,7 +43,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.utils.log import current_process_index
 
 from engine.errors import Canceled
-from engine.progress import CancelToken, Progress
+from engine.progress import CancelToken, JobProgress, Progress
 from scheduler.celery_backend.app import TASK_NAME, CelerySettings
 from scheduler.celery_backend.messages import (
     CANCELED,
@@ -195,7 +195,9 @@ def execute(process: PoolProcess, task_id: str, payload: TaskPayload) -> dict[st
         )
         return _finish(process, task_id, payload, outcome)
 
-    process.publish(_event(process, "started", task_id, payload, stage="starting"))
+    process.publish(
+        _event(process, "started", task_id, payload, progress=JobProgress(stage="starting"))
+    )
     token = CancelToken()
     watcher = CancelWatcher(process, payload, token)
     watcher.start()
@@ -312,12 +314,9 @@ class ProgressPublisher:
                 "progress",
                 self.task_id,
                 self.payload,
-                stage=report.stage,
-                progress=report.fraction,
+                progress=JobProgress.of(report),
                 done=report.done,
                 total=report.total,
-                fps=report.fps,
-                eta_seconds=report.eta_seconds,
                 message=report.message,
                 preview_jpeg=base64.b64encode(preview).decode("ascii") if preview else None,
             )

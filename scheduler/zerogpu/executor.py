@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.progress import JobProgress
 from scheduler import executor as ex
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.jobs import JobError
@@ -221,7 +222,7 @@ class ZeroGPUExecutor(Executor):
         end: dict[str, Any] | None = None
         async for item in self._make_call(run, call, visitor):
             if item["type"] == "progress":
-                yield self._progress(run, item.get("fraction"), item)
+                yield self._progress(run, _report(item), item.get("preview"))
             elif item["type"] in ("done", "error", "canceled"):
                 end = item
         if run.ending is not None:
@@ -264,19 +265,20 @@ class ZeroGPUExecutor(Executor):
                 async for item in self._make_call(run, call, visitor):
                     kind = item["type"]
                     if kind == "progress":
+                        stage = _report(item).stage
                         done, fraction = finished, None
-                        if item.get("stage") in FRAME_STAGES and item.get("total"):
+                        if stage in FRAME_STAGES and item.get("total"):
                             done = finished + int(item.get("done") or 0)
                             fraction = done / total
-                        yield self._progress(run, fraction, item, (started, done))
+                        report = JobProgress(fraction, stage)
+                        yield self._progress(run, report, item.get("preview"), (started, done))
                     elif kind == "segment":
                         result = item["result"]
                         results[int(result["index"])] = result
                         finished += int(item["frames"])
                         per_frame = float(item["seconds"]) / max(1, int(item["frames"]))
-                        yield self._progress(
-                            run, finished / total, {"stage": "swap"}, (started, finished)
-                        )
+                        report = JobProgress(finished / total, "swap")
+                        yield self._progress(run, report, rate=(started, finished))
                     elif kind in ("done", "paused", "error", "canceled"):
                         end = item
             except _CallFailed as failure:
@@ -337,7 +339,7 @@ class ZeroGPUExecutor(Executor):
                     loop.call_soon_threadsafe(items.put_nowait, {"type": "closed"})
 
         task = asyncio.ensure_future(asyncio.to_thread(work))
-        yield self._progress(run, SEGMENTS_SHARE, {"stage": "join"})
+        yield self._progress(run, JobProgress(SEGMENTS_SHARE, "join"))
         while not task.done():
             item = await self._next(run, items)
             if run.ending is not None:
@@ -551,26 +553,19 @@ class ZeroGPUExecutor(Executor):
     def _progress(
         self,
         run: _Run,
-        fraction: float | None,
-        item: Mapping[str, Any],
+        report: JobProgress,
+        preview: bytes | None = None,
         rate: tuple[float, int] | None = None,
     ) -> ExecutorEvent:
         """A progress event; ``rate`` (start time, frames done) gives a video's fps and
-        ETA over all of its calls."""
-        fps, eta = item.get("fps"), item.get("eta")
+        ETA over all of its calls, in place of the report's."""
         if rate is not None:
             elapsed, done = time.monotonic() - rate[0], rate[1]
+            fraction = report.fraction
             fps = done / elapsed if elapsed > 0 and done else None
             eta = (1.0 - fraction) * elapsed / fraction if fraction and elapsed > 0 else None
-        return self._event(
-            run,
-            ex.PROGRESS,
-            progress=fraction,
-            stage=item.get("stage"),
-            eta_seconds=eta,
-            fps=fps,
-            preview=item.get("preview"),
-        )
+            report = dataclasses.replace(report, eta_seconds=eta, fps=fps)
+        return self._event(run, ex.PROGRESS, progress=report, preview=preview)
 
     def _result(self, run: _Run, result: Mapping[str, Any]) -> dict[str, Any]:
         return {
@@ -618,3 +613,8 @@ def _remove_partial_segments(workdir: Path) -> None:
     if workdir.is_dir():
         for partial in workdir.glob(".segment-*"):
             partial.unlink(missing_ok=True)
+
+
+def _report(item: Mapping[str, Any]) -> JobProgress:
+    """The progress record a call's ``progress`` item carries."""
+    return JobProgress.from_dict(item.get("progress") or {})

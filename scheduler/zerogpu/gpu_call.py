@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import Canceled
+from engine.progress import JobProgress, Progress
 from scheduler.progress_gate import ProgressGate
 from scheduler.retry import error_from_exception
 
@@ -156,19 +157,16 @@ class _Reporter:
         self.segment = segment
         self.gate = ProgressGate(call["progress_interval"], call["preview_interval"])
 
-    def __call__(self, report: Any) -> None:
+    def __call__(self, report: Progress) -> None:
         send, preview = self.gate.admit(report)
         if send:
             self.put(
                 {
                     "type": "progress",
                     "segment": self.segment,
-                    "stage": report.stage,
-                    "done": report.done,
+                    "progress": JobProgress.of(report).to_dict(),
+                    "done": report.done,  # frames, for a video's progress over its calls
                     "total": report.total,
-                    "fraction": report.fraction,
-                    "eta": report.eta_seconds,
-                    "fps": report.fps,
                     "preview": preview,
                 }
             )
