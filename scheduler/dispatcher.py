@@ -21,8 +21,8 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
+import scheduler.executor as ex
 from engine.errors import ContentPolicyViolation
-from scheduler import executor as ex
 from scheduler.events import PROGRESS, EventBus, JobEvent
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.files import JobFiles

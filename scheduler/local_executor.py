@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+import scheduler.executor as ex
 from engine.progress import JobProgress
-from scheduler import executor as ex
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.jobs import JobError
 from scheduler.progress_gate import PROGRESS_INTERVAL

@@ -33,9 +33,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import scheduler.executor as ex
+import scheduler.video_split as video_split
 from engine.progress import CancelToken, JobProgress, Progress
-from scheduler import executor as ex
-from scheduler import video_split
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.jobs import JobError
 from scheduler.retry import INTERNAL, error_from_exception

@@ -14,11 +14,11 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
+import scheduler.video_split as video_split
 from engine import imageio
 from engine.errors import InvalidInput, InvalidOptions
 from engine.models.resolve import ModelRef, resolve_for_spec
 from engine.options import ParsedOptions
-from scheduler import video_split
 from scheduler.jobs import InputLimits
 from scheduler.tasks import Submission, TaskContext, TaskKind, Upload
 

@@ -20,6 +20,9 @@ from tests.media import make_video
 from tests.scheduler_server import make_config, wait_for
 
 DEVICES = {"cpu:0": 1, "cpu:1": 1}
+# Video work keeps both cores busy: leases long enough that a slow heartbeat never
+# loses one (these tests are not about lease expiry).
+LEASES = {"lease_seconds": 30.0, "heartbeat_seconds": 1.0, "recovery_seconds": 1.0}
 
 
 @pytest.fixture
@@ -30,10 +33,19 @@ async def scheduler(tmp_path: Path):
         split_video=True,
         cancel_grace_seconds=0.5,
         worker_settings={"models_dir": str(tmp_path / "models"), "threads": 1},
+        **LEASES,
     )
     async with Scheduler(config) as scheduler:
         await scheduler.executor.wait_ready()
         yield scheduler
+
+
+async def gone(path: Path, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if not path.exists():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{path} is still there")
 
 
 def frame_count(path: Path) -> int:
@@ -55,7 +67,7 @@ async def test_segments_run_on_both_devices_and_are_joined(scheduler: Scheduler,
     output = scheduler.output_path(done)
     assert output.name == "result.mp4" and frame_count(output) == 20
     assert os.listdir(output.parent) == ["result.mp4"]
-    assert not scheduler.files.work_dir(job.id).exists()
+    await gone(scheduler.files.work_dir(job.id))  # removed just after the success is recorded
     published = await drain(events)
     reports = [e.progress for e in published if e.type == "progress" and e.progress]
     progress = [r.fraction for r in reports if r.fraction]
@@ -103,7 +115,7 @@ async def test_split_is_on_by_default_and_equals_the_unsplit_output(tmp_path: Pa
     video = make_video(tmp_path / "long.mp4", seconds=3.0, fps=10, size=(320, 240))
     inputs = ([("tom.png", TOM_HANKS)], ("long.mp4", video), {"segment_seconds": 0.5})
     settings = {"models_dir": str(tmp_path / "models"), "threads": 1}
-    config = make_config(tmp_path / "split", devices=DEVICES, worker_settings=settings)
+    config = make_config(tmp_path / "split", devices=DEVICES, worker_settings=settings, **LEASES)
     assert config.split_video is True
     async with Scheduler(config) as scheduler:
         await scheduler.executor.wait_ready()
@@ -123,7 +135,9 @@ async def test_split_is_on_by_default_and_equals_the_unsplit_output(tmp_path: Pa
     assert not any(note["reused"] for note in notes)
     assert done.result["segments"] == 6 and done.result["devices"] == sorted(DEVICES)
 
-    whole = make_config(tmp_path / "whole", devices={"cpu:0": 1}, worker_settings=settings)
+    whole = make_config(
+        tmp_path / "whole", devices={"cpu:0": 1}, worker_settings=settings, **LEASES
+    )
     async with Scheduler(whole) as scheduler:
         await scheduler.executor.wait_ready()
         job = await scheduler.submit("alice", *inputs)
@@ -148,6 +162,7 @@ async def test_a_refused_video_never_starts_a_segment(tmp_path: Path):
             "threads": 1,
             "content_threshold": 0.0001,  # every input is refused
         },
+        **LEASES,
     )
     async with Scheduler(config) as scheduler:
         await scheduler.executor.wait_ready()

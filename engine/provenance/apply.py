@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+import engine.provenance.metadata as metadata
+import engine.provenance.watermark as watermark
 from engine import imageio
 from engine.errors import InvalidInput, InvalidOptions
 from engine.progress import CancelToken, Progress, ProgressCallback, RateMeter, ignore_progress
-from engine.provenance import metadata, watermark
 from engine.provenance.c2pa_sign import ensure_credentials, sign_file
 from engine.provenance.payload import (
     Installation,

@@ -37,9 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
+import engine.provenance.metadata as metadata
+import engine.provenance.watermark as watermark
 from engine import imageio
 from engine.errors import EngineError, InvalidInput
-from engine.provenance import metadata, watermark
 from engine.provenance.c2pa_sign import load_credentials, read_manifest
 from engine.provenance.payload import Payload, job_for_payload, load_installation
 

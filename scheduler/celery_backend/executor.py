@@ -54,9 +54,9 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 import redis.asyncio as aioredis
 
+import scheduler.executor as ex
 from engine.errors import EngineError
 from engine.progress import JobProgress
-from scheduler import executor as ex
 from scheduler.celery_backend.app import TASK_NAME, CelerySettings, create_app
 from scheduler.celery_backend.keys import task_id_for
 from scheduler.celery_backend.messages import (
