@@ -134,41 +134,76 @@ def run_stage(ctx: TaskContext) -> dict[str, Any]:
     return {"gate": "passed"}
 
 
-def run_segment(ctx: TaskContext, segment_data: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """Encode one segment of the job's video into ``workdir``, unless it is already there."""
+@dataclass(frozen=True)
+class _Prepared:
+    """What every segment of one run needs, made once per worker and run: the source
+    identity (a face detection), the probe, the plan's key."""
+
+    swapper: Any
+    processor: Any  # the swapper, watermarking each frame when outputs are stamped
+    info: Any
+    output_options: Any
+    key: str
+
+
+def _prepare(ctx: TaskContext) -> _Prepared:
     from engine import imageio
     from engine.jobrun import load_sources
-    from engine.video import ProgressMeter, Segment, probe, read_frame, run_segments
-    from engine.video.segments import SegmentManifest, SegmentRecord, plan_key, plan_segments
+    from engine.video import probe, read_frame
+    from engine.video.segments import plan_key, plan_segments
 
-    if ctx.target is None:
-        raise InvalidInput("a video job needs a target")
-    segment = Segment.from_dict(segment_data)
+    assert ctx.target is not None
+    job_id = ctx.job_id.split("~", 1)[0]  # a part's id is "<job id>~<part>"
+    cache_key = (job_id, ctx.run, ctx.device)
+    cached = ctx.state.get("split_prepared")
+    if cached is not None and cached[0] == cache_key:
+        return cached[1]
     options = ctx.spec.engine_options
     output_options = options.output.validate()
-    engine = warm_engine(ctx)
     limit = ctx.spec.limits.max_pixels
     sources = load_sources(ctx.sources, limit)
     reference = imageio.load_image(ctx.reference, max_pixels=limit) if ctx.reference else None
     first = read_frame(ctx.target, 0) if options.swap.selector == "reference" else None
-    swapper = engine.prepare(
+    swapper = warm_engine(ctx).prepare(
         sources, options.swap, reference, reference_target=first, models=ctx.spec.models
     )
-    info = probe(ctx.target)
-    codec = output_options.video_codec
     processor: Any = swapper
     data_dir = ctx.settings.get("data_dir")
     if data_dir:  # every output is marked: the frames here, metadata and C2PA after the join
         from engine.provenance.apply import prepare_stamp
         from engine.provenance.frames import WatermarkingProcessor
 
-        job_id = ctx.job_id.split("~", 1)[0]  # a part's id is "<job id>~<part>"
         processor = WatermarkingProcessor(swapper, prepare_stamp(data_dir, job_id))
+    info = probe(ctx.target)
     # The key of the whole plan, as engine.video.swap_video computes it for an unsplit run.
     key = plan_key(
-        ctx.target, plan_segments(info, output_options), codec, output_options, processor
+        ctx.target,
+        plan_segments(info, output_options),
+        output_options.video_codec,
+        output_options,
+        processor,
     )
-    manifest = SegmentManifest(workdir, key)
+    prepared = _Prepared(swapper, processor, info, output_options, key)
+    ctx.state["split_prepared"] = (cache_key, prepared)  # one run's at a time
+    return prepared
+
+
+def run_segment(ctx: TaskContext, segment_data: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Encode one segment of the job's video into ``workdir``, unless it is already there.
+
+    A worker that runs several segments of one run prepares them once (``_prepare``):
+    each segment still starts from a fresh processor state (``fork``)."""
+    from engine.video import ProgressMeter, Segment, run_segments
+    from engine.video.segments import SegmentManifest, SegmentRecord
+
+    if ctx.target is None:
+        raise InvalidInput("a video job needs a target")
+    segment = Segment.from_dict(segment_data)
+    prepared = _prepare(ctx)
+    swapper, processor, info = prepared.swapper, prepared.processor, prepared.info
+    output_options = prepared.output_options
+    codec = output_options.video_codec
+    manifest = SegmentManifest(workdir, prepared.key)
     described = {
         "index": segment.index,
         "swapper": swapper.resolved.swapper,
