@@ -1,10 +1,12 @@
-"""How a worker process shares this machine's CPU: thread counts and priority."""
+"""How a worker process shares this machine's CPU: thread counts, priority, and the
+cores of a numbered CPU device."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+from collections.abc import Iterable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -50,3 +52,36 @@ def lower_priority(priority: str) -> None:
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         else:
             os.nice(LOW_NICE if priority == "low" else 19)
+
+
+def device_cores(device: str, devices: Sequence[str], available: Iterable[int]) -> set[int]:
+    """The cores a numbered CPU device (``cpu:1``) owns: the machine's cores dealt out
+    in turn to the numbered CPU devices configured, so ``--devices cpu:0,cpu:1`` on
+    four cores gives each device two. An empty set (no pinning) for ``cpu`` and for
+    accelerators, whose workers share the machine as before."""
+    numbered = sorted(
+        (d for d in devices if d.startswith("cpu:") and d[4:].isdigit()), key=lambda d: int(d[4:])
+    )
+    if device not in numbered:
+        return set()
+    cores = sorted(available)
+    if not cores:
+        return set()
+    position, count = numbered.index(device), len(numbered)
+    if count > len(cores):  # more devices than cores: each gets one, shared in turn
+        return {cores[position % len(cores)]}
+    return {core for number, core in enumerate(cores) if number % count == position}
+
+
+def pin_to_cores(cores: Iterable[int]) -> None:
+    """Keep this process (and the threads it starts) on ``cores``; nothing if empty."""
+    cores = set(cores)
+    if cores and hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, cores)
+
+
+def available_cores() -> set[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return set(os.sched_getaffinity(0))
+    return set(range(os.cpu_count() or 1))

@@ -30,6 +30,7 @@ from typing import Any
 
 import scheduler.executor as ex
 from engine.progress import JobProgress
+from scheduler.cpu import available_cores, device_cores
 from scheduler.executor import Attempt, Executor, ExecutorEvent
 from scheduler.jobs import JobError
 from scheduler.progress_gate import PROGRESS_INTERVAL
@@ -100,12 +101,14 @@ class LocalExecutor(Executor):
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.deaths = 0
+        self._devices: list[str] = []
 
     # -- life cycle -------------------------------------------------------------------
 
     async def start(self, slots: Mapping[str, int]) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        self._devices = list(slots)  # numbered CPU devices share the cores out among them
         for device, count in slots.items():
             self._workers[device] = []
             for slot in range(count):
@@ -143,6 +146,7 @@ class LocalExecutor(Executor):
             progress_interval=self.progress_interval,
             preview_interval=self.preview_interval,
             sync_outputs=self.sync_outputs,
+            cores=tuple(sorted(device_cores(device, self._devices, available_cores()))),
         )
         number = next(self._numbers)
         process = self._context.Process(

@@ -27,7 +27,7 @@ from typing import Any
 
 from engine.errors import Canceled
 from engine.progress import CancelToken, JobProgress, Progress
-from scheduler.cpu import limit_threads, lower_priority
+from scheduler.cpu import limit_threads, lower_priority, pin_to_cores
 from scheduler.executor import Attempt
 from scheduler.jobs import JobSpec
 from scheduler.progress_gate import PROGRESS_INTERVAL, ProgressGate
@@ -50,6 +50,7 @@ class WorkerSettings:
     preview_interval: float = 1.0
     preview_quality: int = 70
     sync_outputs: bool = True  # fsync the output here, in parallel, before reporting success
+    cores: tuple[int, ...] = ()  # the cores of a numbered CPU device (empty: any core)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -210,6 +211,7 @@ def worker_main(conn: Connection, settings: WorkerSettings) -> None:
     die_with_parent(settings.parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
     lower_priority(settings.settings.get("priority", "normal"))
+    pin_to_cores(settings.cores)
     limit_threads(int(settings.settings.get("threads", 0) or 0))
     load_kinds(tuple(settings.task_modules))  # import every kind before the first job
     _Worker(conn, settings).serve()
