@@ -101,7 +101,9 @@ class SplitRun:
 
     async def run(self) -> ExecutorEvent:
         stage = await self._run_stage()
-        if stage.type != ex.SUCCEEDED or self.cancel_token.canceled:
+        if self.cancel_token.canceled:
+            return self._as_job_event(ExecutorEvent("", 0, ex.CANCELED))
+        if stage.type != ex.SUCCEEDED:
             return self._as_job_event(stage)
         self.stage = dict(stage.result or {})
         pending = list(self.plan.segments)
