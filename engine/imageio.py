@@ -104,8 +104,8 @@ def decode_image(
     return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
-def check_complete(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
-    """Refuse a truncated or damaged image before it becomes a job.
+def check_complete(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """Refuse a truncated or damaged image before it becomes a job; its header if whole.
 
     A PNG's chunks are read through to its end with their checksums (no pixel is
     inflated); anything else is decoded whole, a JPEG at 1/8 scale (a few
@@ -116,13 +116,14 @@ def check_complete(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> No
     header = header_from_bytes(data, path.name, max_pixels)
     if header.format != "png":
         decode_image(data, path.name, max_pixels, reduce_to=COMPLETE_CHECK_SIDE)
-        return
+        return header
     try:
         Image.open(io.BytesIO(data)).verify()
     except (OSError, SyntaxError, ValueError) as exc:
         if "truncated" in str(exc).lower():
             raise InvalidInput(f"{path.name}: the image file is truncated or damaged") from None
         raise InvalidInput(f"{path.name}: the image is damaged ({exc})") from None
+    return header
 
 
 def save_image(image: np.ndarray, output: str | Path, quality: int = 92) -> Path:

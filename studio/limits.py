@@ -57,8 +57,7 @@ def check_image(path: Path, role: str, original: str | None, limits: UploadLimit
     size = path.stat().st_size
     check_size(size, role, original, limits)
     try:
-        header = imageio.read_header(path, max_pixels=limits.max_pixels)
-        imageio.check_complete(path, limits.max_pixels)
+        header = imageio.check_complete(path, limits.max_pixels)  # one read of the file
     except InvalidInput as exc:
         raise InvalidInput(f"{label(role, original)}: {_strip_name(exc.message, path)}") from None
     return CheckedUpload(path, display_name(original), "image", size, header.width, header.height)
