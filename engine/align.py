@@ -12,6 +12,16 @@ import numpy as np
 
 # Normalised templates (x, y in [0, 1]); multiply by the crop size.
 TEMPLATES: dict[str, np.ndarray] = {
+    "arcface_112_v1": np.array(
+        [
+            [0.35473214, 0.45658929],
+            [0.64526786, 0.45658929],
+            [0.50000000, 0.61154464],
+            [0.37913393, 0.77687500],
+            [0.62086607, 0.77687500],
+        ],
+        dtype=np.float32,
+    ),
     "arcface_112_v2": np.array(
         [
             [0.34191607, 0.46157411],
@@ -42,7 +52,21 @@ TEMPLATES: dict[str, np.ndarray] = {
         ],
         dtype=np.float32,
     ),
+    "mtcnn_512": np.array(
+        [
+            [0.36562865, 0.46733799],
+            [0.63305391, 0.46585885],
+            [0.50019127, 0.61942959],
+            [0.39032951, 0.77598822],
+            [0.61178945, 0.77476328],
+        ],
+        dtype=np.float32,
+    ),
 }
+
+# Below this scale (frame → crop) a bilinear warp skips frame pixels and aliases, so
+# the frame region is first reduced with INTER_AREA (which warpAffine ignores).
+PREFILTER_BELOW = 0.8
 
 
 def template_points(template: str, size: int) -> np.ndarray:
@@ -99,8 +123,42 @@ def warp_face(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned square crop of a face and the frame → crop matrix used to make it."""
     matrix = estimate_affine(landmarks, template, size)
-    crop = cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
-    return crop, matrix
+    return warp_crop(frame, matrix, size), matrix
+
+
+def warp_crop(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+    """The ``size``² crop that ``matrix`` (frame → crop) cuts, without aliasing.
+
+    A face much larger than its crop is first shrunk with ``INTER_AREA`` (only the
+    region the crop reads), so that each crop pixel averages the frame pixels under
+    it; the remaining warp is then near scale 1. Faces at or below crop scale are
+    warped directly.
+    """
+    matrix = np.asarray(matrix, dtype=np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    if scale >= PREFILTER_BELOW or scale <= 0:
+        return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], dtype=np.float64)
+    points = corners @ inverse[:, :2].T + inverse[:, 2]
+    margin = 2.0 / scale
+    height, width = frame.shape[:2]
+    x0 = max(int(np.floor(points[:, 0].min() - margin)), 0)
+    y0 = max(int(np.floor(points[:, 1].min() - margin)), 0)
+    x1 = min(int(np.ceil(points[:, 0].max() + margin)), width)
+    y1 = min(int(np.ceil(points[:, 1].max() + margin)), height)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    small_w = max(int(round((x1 - x0) * scale)), 1)
+    small_h = max(int(round((y1 - y0) * scale)), 1)
+    small = cv2.resize(frame[y0:y1, x0:x1], (small_w, small_h), interpolation=cv2.INTER_AREA)
+    fx, fy = small_w / (x1 - x0), small_h / (y1 - y0)
+    # A frame point p sits at q = (p − (x0, y0))·(fx, fy) in ``small``.
+    reduced = matrix.copy()
+    reduced[:, 0] = matrix[:, 0] / fx
+    reduced[:, 1] = matrix[:, 1] / fy
+    reduced[:, 2] = matrix[:, :2] @ np.array([x0, y0], dtype=np.float64) + matrix[:, 2]
+    return cv2.warpAffine(small, reduced, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
 
 
 def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
