@@ -14,57 +14,184 @@ limits in force at submit were the ones that counted.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import InvalidOptions
 
-SWAPPERS = ("auto", "classic", "inswapper_128")
-DETECTORS = ("auto", "mtcnn", "scrfd")
 SELECTORS = ("one", "many", "reference")
-ENHANCERS = ("none", "gfpgan_1.4")
 BLEND_MODES = ("alpha", "poisson")
 VIDEO_CODECS = ("h264", "hevc", "vp9", "mpeg4")
 CONTAINERS = ("mp4", "webm", "mov", "mkv")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
+MASK_TYPES = ("box", "occlusion", "region", "area")
+MASK_REGIONS = (
+    "skin",
+    "left-eyebrow",
+    "right-eyebrow",
+    "left-eye",
+    "right-eye",
+    "glasses",
+    "nose",
+    "mouth",
+    "upper-lip",
+    "lower-lip",
+)
+MASK_AREAS = ("upper-face", "lower-face", "mouth")
+FACE_ORDERS = (
+    "large-small",
+    "small-large",
+    "left-right",
+    "right-left",
+    "top-bottom",
+    "bottom-top",
+    "best-worst",
+    "worst-best",
+)
+GENDERS = ("female", "male")
+DETECTOR_ANGLES = (0, 90, 180, 270)
+DETECTOR_SIZES = (160, 320, 480, 512, 640)
+MAX_PIXEL_BOOST = 1024
+MAX_ENHANCERS = 4
+_MODEL_NAME = re.compile(r"[a-z0-9_.-]{1,64}")
+_AGE_RANGE = re.compile(r"\s*(\d{1,3})\s*-\s*(\d{1,3})\s*")
+
+
+def _catalogue_names(kind: str) -> tuple[str, ...]:
+    from engine.models.registry import REGISTRY
+
+    return tuple(name for name, spec in REGISTRY.items() if spec.kind == kind)
+
+
+# Choices the built-in catalogue offers; a user catalogue adds its own names, which the
+# model resolver (``engine.models.resolve``) checks when a job is submitted.
+SWAPPERS = ("auto", *_catalogue_names("swapper"))
+DETECTORS = ("auto", "scrfd", "many", *_catalogue_names("detector"))
+ENHANCERS = ("none", *_catalogue_names("enhancer"))
+FRAME_ENHANCERS = ("none", *_catalogue_names("frame_enhancer"))
+OCCLUDERS = ("auto", "many", *_catalogue_names("occluder"))
+PARSERS = ("auto", *_catalogue_names("parser"))
+LANDMARKERS = ("auto", "none", *_catalogue_names("landmarker"))
 
 
 @dataclass(frozen=True)
 class SwapOptions:
-    """How faces are found, chosen and swapped."""
+    """How faces are found, chosen, swapped, masked and enhanced.
+
+    Model options name a catalogue model (or ``auto``); whether it exists and is
+    installed is the model resolver's question at submit. List options are tuples here,
+    JSON arrays in the API and comma-separated on the command line.
+    """
 
     swapper: str = "auto"
+    pixel_boost: str = "auto"
+    swapper_weight: float = 0.5
     detector: str = "auto"
+    detector_size: int | None = None
     detector_score: float = 0.5
+    detector_angles: tuple[int, ...] = (0,)
+    landmarker: str = "auto"
     selector: str = "one"
+    face_order: str = "large-small"
+    face_ages: str | None = None
+    face_genders: tuple[str, ...] = ()
     reference_face_index: int | None = None
     reference_distance: float = 0.6
-    enhancer: str = "none"
-    enhancer_blend: float = 0.8
+    enhancer: tuple[str, ...] = ()
+    enhancer_blend: tuple[float, ...] = (0.8,)
+    enhancer_fidelity: float = 0.5
+    frame_enhancer: str = "none"
+    frame_enhancer_blend: float = 0.8
+    mask_types: tuple[str, ...] = ("box",)
+    occluder: str = "auto"
+    parser: str = "auto"
+    mask_regions: tuple[str, ...] = MASK_REGIONS
+    mask_areas: tuple[str, ...] = MASK_AREAS
     mask_blur: float = 0.3
-    mask_padding: float = 0.0
+    mask_padding: float | tuple[float, ...] = 0.0
     color_correction: bool = True
     blend_mode: str = "alpha"
     temporal_smoothing: float = 0.0
     detect_every: int = 1
 
     def validate(self) -> SwapOptions:
-        _choice("swapper", self.swapper, SWAPPERS)
-        _choice("detector", self.detector, DETECTORS)
+        for name in ("swapper", "detector", "frame_enhancer", "occluder", "parser", "landmarker"):
+            _model_name(name, getattr(self, name))
         _choice("selector", self.selector, SELECTORS)
-        _choice("enhancer", self.enhancer, ENHANCERS)
         _choice("blend_mode", self.blend_mode, BLEND_MODES)
+        _choice("face_order", self.face_order, FACE_ORDERS)
+        _pixel_boost(self.pixel_boost)
+        _number("swapper_weight", self.swapper_weight, 0.0, 1.0)
         _number("detector_score", self.detector_score, 0.05, 0.99)
+        if self.detector_size is not None:
+            _member("detector_size", self.detector_size, DETECTOR_SIZES)
+        _members("detector_angles", self.detector_angles, DETECTOR_ANGLES, allow_empty=False)
         _number("reference_distance", self.reference_distance, 0.0, 2.0)
-        _number("enhancer_blend", self.enhancer_blend, 0.0, 1.0)
+        if len(self.enhancer) > MAX_ENHANCERS:
+            raise InvalidOptions(f"enhancer takes at most {MAX_ENHANCERS} models in a chain")
+        for name in self.enhancer:
+            _model_name("enhancer", name)
+        if len(set(self.enhancer)) != len(self.enhancer):
+            raise InvalidOptions("enhancer names a model twice")
+        if len(self.enhancer_blend) not in (1, max(len(self.enhancer), 1)):
+            raise InvalidOptions(
+                f"enhancer_blend takes one value or one per enhancer ({len(self.enhancer)}); "
+                f"got {len(self.enhancer_blend)}"
+            )
+        for value in self.enhancer_blend:
+            _number("enhancer_blend", value, 0.0, 1.0)
+        _number("enhancer_fidelity", self.enhancer_fidelity, 0.0, 1.0)
+        _number("frame_enhancer_blend", self.frame_enhancer_blend, 0.0, 1.0)
+        _members("mask_types", self.mask_types, MASK_TYPES, allow_empty=False)
+        _members("mask_regions", self.mask_regions, MASK_REGIONS, allow_empty=False)
+        _members("mask_areas", self.mask_areas, MASK_AREAS, allow_empty=False)
+        _members("face_genders", self.face_genders, GENDERS, allow_empty=True)
+        if self.face_ages is not None:
+            parse_age_range(self.face_ages)
         _number("mask_blur", self.mask_blur, 0.0, 1.0)
-        _number("mask_padding", self.mask_padding, 0.0, 0.5)
+        for value in padding4(self.mask_padding):
+            _number("mask_padding", value, 0.0, 0.5)
         _number("temporal_smoothing", self.temporal_smoothing, 0.0, 0.95)
         _integer("detect_every", self.detect_every, 1, 30)
         if self.reference_face_index is not None:
             _integer("reference_face_index", self.reference_face_index, 0, 1000)
         return self
+
+    def blend_for(self, index: int) -> float:
+        """The blend of the ``index``-th enhancer of the chain."""
+        blends = self.enhancer_blend or (0.8,)
+        return blends[index] if len(blends) > 1 else blends[0]
+
+
+def padding4(padding: float | tuple[float, ...]) -> tuple[float, float, float, float]:
+    """Mask padding as (top, right, bottom, left)."""
+    if isinstance(padding, int | float):
+        return (float(padding),) * 4  # type: ignore[return-value]
+    values = tuple(float(v) for v in padding)
+    if len(values) == 1:
+        return values * 4  # type: ignore[return-value]
+    if len(values) != 4:
+        raise InvalidOptions(
+            f"mask_padding takes one value or four (top, right, bottom, left); got {len(values)}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def parse_age_range(text: str) -> tuple[int, int]:
+    """``"20-40"`` → (20, 40) in years, inclusive; a clear error for anything else."""
+    match = _AGE_RANGE.fullmatch(str(text))
+    if match is None:
+        raise InvalidOptions(
+            f"face_ages must look like MIN-MAX in years (e.g. 20-40); got {shown(text)}"
+        )
+    low, high = int(match.group(1)), int(match.group(2))
+    if low > high or high > 100:
+        raise InvalidOptions(
+            f"face_ages must be MIN-MAX with 0 <= MIN <= MAX <= 100; got {shown(text)}"
+        )
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -120,8 +247,9 @@ class ParsedOptions:
         Untrusted input goes through ``parse_options`` instead.
         """
         data = dict(data or {})
+        swap = {k: _trusted_value(k, v) for k, v in data.items() if k in SWAP_FIELDS}
         return cls(
-            swap=SwapOptions(**{k: v for k, v in data.items() if k in SWAP_FIELDS}),
+            swap=SwapOptions(**swap),
             output=OutputOptions(**{k: v for k, v in data.items() if k in OUTPUT_FIELDS}),
             extra={k: v for k, v in data.items() if k not in ENGINE_OPTION_KEYS},
         )
@@ -161,12 +289,82 @@ def parse_options(raw: dict[str, Any] | None, extra_keys: tuple[str, ...] = ()) 
 
 def options_to_dict(parsed: ParsedOptions) -> dict[str, Any]:
     """The inverse of ``parse_options``: a flat JSON-safe mapping (the canonical form)."""
-    return {**dataclasses.asdict(parsed.swap), **dataclasses.asdict(parsed.output), **parsed.extra}
+    flat = {**dataclasses.asdict(parsed.swap), **dataclasses.asdict(parsed.output)}
+    return {**{k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}, **parsed.extra}
 
 
 def options_from_dict(data: Mapping[str, Any] | None) -> ParsedOptions:
     """The inverse of ``options_to_dict``, trusted: see ``ParsedOptions.from_trusted``."""
     return ParsedOptions.from_trusted(data)
+
+
+_STRING_LISTS = ("enhancer", "mask_types", "mask_regions", "mask_areas", "face_genders")
+_NUMBER_LISTS = ("enhancer_blend", "mask_padding")
+MAX_LIST_ITEMS = 16
+
+
+def _trusted_value(key: str, value: Any) -> Any:
+    """A stored option in its typed form: JSON lists become tuples; specs written before
+    the enhancer chain stored one enhancer name (``"none"`` for none) and one blend."""
+    if key == "enhancer" and isinstance(value, str):
+        return () if value == "none" else (value,)
+    if key == "enhancer_blend" and isinstance(value, int | float):
+        return (float(value),)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _list_items(key: str, value: Any) -> list[Any]:
+    """A list option's items: a JSON array, or a comma-separated string (the CLI's form)."""
+    if isinstance(value, str):
+        items: list[Any] = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        items = [value]
+    if len(items) > MAX_LIST_ITEMS:
+        raise InvalidOptions(f"option {shown(key)} takes at most {MAX_LIST_ITEMS} items")
+    return items
+
+
+def _string_list(key: str, value: Any) -> tuple[str, ...]:
+    items = _list_items(key, value)
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidOptions(f"option {shown(key)} lists {shown(item)}, which is not a name")
+    names = tuple(item.strip() for item in items)
+    if key == "enhancer" and names in ((), ("none",)):
+        return ()
+    return names
+
+
+def _number_list(key: str, value: Any) -> tuple[float, ...]:
+    numbers = []
+    for item in _list_items(key, value):
+        if isinstance(item, bool):
+            raise InvalidOptions(f"option {shown(key)} must hold numbers, not {shown(item)}")
+        try:
+            number = float(item)
+        except (TypeError, ValueError):
+            raise InvalidOptions(
+                f"option {shown(key)} must hold numbers, not {shown(item)}"
+            ) from None
+        if number != number:
+            raise InvalidOptions(f"option {shown(key)} must hold numbers, not {shown(item)}")
+        numbers.append(number)
+    if not numbers:
+        raise InvalidOptions(f"option {shown(key)} needs at least one number")
+    return tuple(numbers)
+
+
+def _angle_list(key: str, value: Any) -> tuple[int, ...]:
+    angles = []
+    for item in _list_items(key, value):
+        if isinstance(item, bool) or not _is_integral(item):
+            raise InvalidOptions(f"option {shown(key)} must hold whole degrees, not {shown(item)}")
+        angles.append(int(item))
+    return tuple(sorted(set(angles)))
 
 
 def _coerce(key: str, value: Any, spec: dataclasses.Field) -> Any:
@@ -175,6 +373,19 @@ def _coerce(key: str, value: Any, spec: dataclasses.Field) -> Any:
         if "None" in kind:
             return None
         raise InvalidOptions(f"option {shown(key)} may not be null")
+    if key in _STRING_LISTS:
+        return _string_list(key, value)
+    if key == "detector_angles":
+        return _angle_list(key, value)
+    if key in _NUMBER_LISTS:
+        numbers = _number_list(key, value)
+        if key == "mask_padding" and len(numbers) == 1:
+            return numbers[0]
+        return numbers
+    if key == "pixel_boost":
+        if isinstance(value, bool):
+            raise InvalidOptions(f"option {shown(key)} must be auto, native or a size in pixels")
+        return str(value).strip().lower() if not isinstance(value, float) else _boost_text(value)
     if kind.startswith("bool"):
         if isinstance(value, bool):
             return value
@@ -222,6 +433,47 @@ def _is_integral(value: Any) -> bool:
         digits = value.strip().lstrip("-")
         return digits.isdigit() and len(digits) <= MAX_INTEGER_DIGITS
     return False
+
+
+def _boost_text(value: float) -> str:
+    if not value.is_integer():
+        raise InvalidOptions(f"pixel_boost must be auto, native or a size in pixels; got {value!r}")
+    return str(int(value))
+
+
+def _pixel_boost(value: str) -> None:
+    if value in ("auto", "native"):
+        return
+    if not (isinstance(value, str) and value.isdigit() and len(value) <= 5):
+        raise InvalidOptions(
+            f"pixel_boost must be auto, native or a size in pixels (a whole multiple of the "
+            f"swapper's size up to {MAX_PIXEL_BOOST}); got {shown(value)}"
+        )
+    _integer("pixel_boost", int(value), 64, MAX_PIXEL_BOOST)
+
+
+def _model_name(name: str, value: str) -> None:
+    if not isinstance(value, str) or not _MODEL_NAME.fullmatch(value):
+        raise InvalidOptions(
+            f"{name} must name a model (lower-case letters, digits, '_', '.', '-'); "
+            f"got {shown(value)}"
+        )
+
+
+def _member(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    if value not in choices:
+        raise InvalidOptions(
+            f"{name} must be one of {', '.join(str(c) for c in choices)}; got {shown(value)}"
+        )
+
+
+def _members(name: str, values: tuple[Any, ...], choices: tuple[Any, ...], allow_empty: bool):
+    if not values and not allow_empty:
+        raise InvalidOptions(f"{name} needs at least one of {', '.join(str(c) for c in choices)}")
+    for value in values:
+        _member(name, value, choices)
+    if len(set(values)) != len(values):
+        raise InvalidOptions(f"{name} lists a value twice")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -10,8 +10,10 @@ state lives in that object, never in the engine, so two jobs never share it.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -20,27 +22,42 @@ from engine.errors import InvalidOptions, NoFaceFound
 from engine.faces import Face
 from engine.frame import FrameResult
 from engine.models.manager import ModelManager
+from engine.models.registry import ModelSpec
 from engine.models.resolve import (
+    BUILTIN_DETECTOR,
+    BUILTIN_SWAPPER,
     RECOGNIZER,
     ModelRef,
     ResolvedModels,
     resolve,
     resolved_from_refs,
 )
-from engine.options import SwapOptions
+from engine.options import SwapOptions, parse_age_range
 from engine.runtime import SessionCache
 from engine.swappers.base import SourceIdentity
 
 
 class FaceEngine:
-    """Warm models for one device; safe to share between the jobs of one worker."""
+    """Warm models for one device; safe to share between the jobs of one worker.
+
+    Loaded models ("components") are kept in a least-recently-used set bounded by
+    ``memory_budget`` bytes (estimated from their files' sizes): a worker loads only
+    what its jobs use, and thirty catalogue models never sit in one slot at once. An
+    evicted component's sessions are dropped from the session cache; a job that still
+    holds it keeps using it until it ends.
+    """
 
     def __init__(
-        self, models: ModelManager, device: str | Device = "cpu", intra_op_threads: int = 0
+        self,
+        models: ModelManager,
+        device: str | Device = "cpu",
+        intra_op_threads: int = 0,
+        memory_budget: int | None = None,
     ) -> None:
         self.models = models
         self.sessions = SessionCache(device, intra_op_threads)
-        self._components: dict[str, object] = {}
+        self.memory_budget = memory_budget
+        self._components: OrderedDict[str, _Component] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
@@ -60,50 +77,177 @@ class FaceEngine:
         ``ModelUnavailable`` naming a missing one, never another model in its place."""
         return resolved_from_refs(models, options, self.models)
 
-    def _component(self, key: str, build):
+    # -- loaded models ------------------------------------------------------------------
+
+    def _component(self, key: str, build, names: Sequence[str] = ()):
+        """The component ``key``, built once (``build(paths)`` with the verified files of
+        ``names``) and kept while the memory budget allows."""
         with self._lock:
-            component = self._components.get(key)
-            if component is None:
-                component = build()
-                self._components[key] = component
+            entry = self._components.get(key)
+            if entry is not None:
+                self._components.move_to_end(key)
+                return entry.component
+            paths = [self.models.require(name) for name in names]
+            component = build(*paths)
+            cost = sum(_file_size(path) for path in paths)
+            self._components[key] = _Component(component, tuple(paths), cost)
+            self._evict(keep=key)
             return component
 
-    def detector(self, name: str):
-        def build():
-            if name == "mtcnn":
-                from engine.detectors.mtcnn import MtcnnDetector
+    def _evict(self, keep: str) -> None:
+        if self.memory_budget is None:
+            return
+        total = sum(entry.cost for entry in self._components.values())
+        for key in list(self._components):
+            if total <= self.memory_budget:
+                break
+            if key == keep:
+                continue
+            entry = self._components.pop(key)
+            total -= entry.cost
+            still_used = {p for e in self._components.values() for p in e.paths}
+            for path in entry.paths:
+                if path not in still_used:
+                    self.sessions.drop(path)
 
-                return MtcnnDetector(self.sessions)
-            from engine.detectors.scrfd import ScrfdDetector
+    def loaded(self) -> list[str]:
+        """Keys of the loaded components, least recently used first (for tests and logs)."""
+        with self._lock:
+            return list(self._components)
 
-            return ScrfdDetector(self.sessions, self.models.require(name))
+    def _spec(self, name: str) -> ModelSpec:
+        return self.models.spec(name)
 
-        return self._component(f"detector:{name}", build)
+    def detector(self, name: str, size: int | None = None):
+        def build_mtcnn():
+            from engine.detectors.mtcnn import MtcnnDetector
 
-    def recognizer(self):
+            return MtcnnDetector(self.sessions)
+
+        if name == BUILTIN_DETECTOR:
+            return self._component("detector:mtcnn", build_mtcnn)
+        spec = self._spec(name)
+        if spec.family == "scrfd" and size is None:
+
+            def build_scrfd(path):
+                from engine.detectors.scrfd import ScrfdDetector
+
+                return ScrfdDetector(self.sessions, path)
+
+            return self._component(f"detector:{name}", build_scrfd, (name,))
+
+        def build(path):
+            from engine.detectors.build import build_detector
+
+            return build_detector(self.sessions, spec, path, size=size)
+
+        return self._component(f"detector:{name}:{size}", build, (name,))
+
+    def face_detector(self, resolved: ResolvedModels, options: SwapOptions):
+        """The job's detector: one model, or the union of several (``many``), repeated on
+        rotated frames when ``detector_angles`` asks for it."""
+        size = options.detector_size
+        names = resolved.all_detectors
+        detectors = [self.detector(name, size) for name in names]
+        detector = detectors[0]
+        if len(detectors) > 1:
+            from engine.detectors.many import ManyDetector
+
+            detector = ManyDetector(detectors)
+        angles = tuple(angle for angle in options.detector_angles if angle)
+        if angles:
+            from engine.detectors.rotated import RotatedDetector
+
+            detector = RotatedDetector(detector, angles)
+        return detector
+
+    def recognizer(self, name: str = RECOGNIZER):
         from engine.recognizer import ArcFaceRecognizer
 
         return self._component(
-            "recognizer", lambda: ArcFaceRecognizer(self.sessions, self.models.require(RECOGNIZER))
+            f"recognizer:{name}", lambda path: ArcFaceRecognizer(self.sessions, path), (name,)
         )
 
-    def swapper(self, name: str):
-        def build():
-            if name == "classic":
-                from engine.swappers.classic import ClassicSwapper
+    def converter(self, name: str):
+        from engine.converters import Converter
 
-                return ClassicSwapper()
-            from engine.swappers.inswapper import InSwapper
+        spec = self._spec(name)
+        return self._component(
+            f"converter:{name}", lambda path: Converter(self.sessions, spec, path), (name,)
+        )
 
-            return InSwapper(self.sessions, self.models.require(name))
+    def swapper(self, name: str, converter: str | None = None):
+        if name == BUILTIN_SWAPPER:
+            from engine.swappers.classic import ClassicSwapper
 
-        return self._component(f"swapper:{name}", build)
+            return self._component("swapper:classic", ClassicSwapper)
+        spec = self._spec(name)
+        converter = converter or spec.converter or None
+
+        def build(path):
+            from engine.swappers.neural import NeuralSwapper
+
+            runner = self.converter(converter) if converter else None
+            return NeuralSwapper(self.sessions, spec, path, runner)
+
+        return self._component(f"swapper:{name}", build, (name,))
 
     def enhancer(self, name: str):
-        from engine.enhancer import GfpganEnhancer
+        from engine.enhancers.face import FaceEnhancer
 
+        spec = self._spec(name)
         return self._component(
-            f"enhancer:{name}", lambda: GfpganEnhancer(self.sessions, self.models.require(name))
+            f"enhancer:{name}", lambda path: FaceEnhancer(self.sessions, spec, path), (name,)
+        )
+
+    def frame_enhancer(self, name: str):
+        from engine.enhancers.frame import FrameEnhancer
+
+        spec = self._spec(name)
+        return self._component(
+            f"frame_enhancer:{name}", lambda path: FrameEnhancer(self.sessions, spec, path), (name,)
+        )
+
+    def landmarker(self, name: str):
+        from engine.landmarks.fan68 import Landmarker68
+
+        spec = self._spec(name)
+        return self._component(
+            f"landmarker:{name}", lambda path: Landmarker68(self.sessions, spec, path), (name,)
+        )
+
+    def landmark_regressor(self, name: str):
+        from engine.landmarks.fan_68_5 import Fan68From5
+
+        spec = self._spec(name)
+        return self._component(
+            f"landmark_regressor:{name}",
+            lambda path: Fan68From5(self.sessions, spec, path),
+            (name,),
+        )
+
+    def occluder(self, name: str):
+        from engine.masks.occlusion import Occluder
+
+        spec = self._spec(name)
+        return self._component(
+            f"occluder:{name}", lambda path: Occluder(self.sessions, spec, path), (name,)
+        )
+
+    def parser(self, name: str):
+        from engine.masks.region import FaceParser
+
+        spec = self._spec(name)
+        return self._component(
+            f"parser:{name}", lambda path: FaceParser(self.sessions, spec, path), (name,)
+        )
+
+    def classifier(self, name: str):
+        from engine.classifier import FairFace
+
+        spec = self._spec(name)
+        return self._component(
+            f"classifier:{name}", lambda path: FairFace(self.sessions, spec, path), (name,)
         )
 
     def content_gate(self, threshold: float):
@@ -123,19 +267,44 @@ class FaceEngine:
         *,
         resolved: ResolvedModels | None = None,
     ) -> list[Face]:
-        """Faces in an image, largest first; with ``embed`` and a recognizer, with embeddings.
+        """Faces in an image, largest first, with 68-point landmarks where a landmarker is
+        installed; with ``embed`` and a recognizer, with embeddings.
 
         ``resolved``: the job's models (its detector and recognizer); without it the
         detector is resolved from ``options``."""
         options = options or SwapOptions()
         if resolved is None:
-            resolved = self.resolve(replace(options, selector="one", swapper="classic"))
-        faces = self.detector(resolved.detector).detect(image, options.detector_score)
+            resolved = self.resolve(
+                replace(
+                    options, selector="one", swapper="classic", enhancer=(), mask_types=("box",)
+                )
+            )
+        faces = self.face_detector(resolved, options).detect(image, options.detector_score)
+        faces = self.annotate(image, faces, resolved)
         faces = sorted(faces, key=lambda face: face.area, reverse=True)
         if embed and resolved.recognizer:
-            recognizer = self.recognizer()
+            recognizer = self.recognizer(resolved.recognizer)
             for face in faces:
                 face.embedding = recognizer.embed(image, face)
+        return faces
+
+    def annotate(
+        self, image: np.ndarray, faces: list[Face], resolved: ResolvedModels
+    ) -> list[Face]:
+        """68-point landmarks (and the 5 alignment points derived from them) and, where the
+        job filters by age or gender, the classifier's answers."""
+        if faces and (resolved.landmarker or resolved.landmark_regressor):
+            from engine.landmarks import annotate_landmarks
+
+            landmarker = self.landmarker(resolved.landmarker) if resolved.landmarker else None
+            regressor = (
+                self.landmark_regressor(resolved.landmark_regressor)
+                if resolved.landmark_regressor
+                else None
+            )
+            faces = annotate_landmarks(image, faces, landmarker, regressor)
+        if faces and resolved.classifier:
+            faces = self.classifier(resolved.classifier).annotate(image, faces)
         return faces
 
     def source_identity(
@@ -157,7 +326,8 @@ class FaceEngine:
             chosen.append((image, faces[0]))
         embedding = None
         if needs_embedding:
-            recognizer = self.recognizer()
+            name = resolved.recognizer if resolved and resolved.recognizer else RECOGNIZER
+            recognizer = self.recognizer(name)
             embeddings = [recognizer.embed(image, face) for image, face in chosen]
             embedding = np.mean(np.stack(embeddings), axis=0).astype(np.float32)
         best_image, best_face = max(chosen, key=lambda pair: pair[1].area)
@@ -208,7 +378,7 @@ class FaceEngine:
         (a job from before specs carried models) resolves ``options`` here, as before.
         """
         resolved = self.resolve(options) if models is None else self.resolve_refs(models, options)
-        swapper = self.swapper(resolved.swapper)
+        swapper = self.swapper(resolved.swapper, resolved.converter)
         source = self.source_identity(
             sources, options, needs_embedding=swapper.needs_embedding, resolved=resolved
         )
@@ -216,6 +386,20 @@ class FaceEngine:
             options, reference_image, reference_target, resolved=resolved
         )
         return FrameSwapper(self, resolved, options, source, reference)
+
+
+@dataclass(frozen=True)
+class _Component:
+    component: object
+    paths: tuple[Path, ...]
+    cost: int
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -237,6 +421,11 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 class FrameSwapper:
     """Swaps one stream of frames for one job; implements ``engine.frame.FrameProcessor``.
 
+    Per frame: detect (the job's detector(s), angles), landmarks, classify where the job
+    filters, filter by age/gender, order (``face_order``), select, swap each face (pixel
+    boost, identity weight, masks), run the enhancer chain on the swapped faces, then
+    the frame enhancer on the whole frame.
+
     Temporal stability (video): with ``detect_every`` N > 1 detection runs on
     every N-th frame and the faces in between reuse the last detection, which
     saves time but lags behind fast motion. With ``temporal_smoothing`` α > 0
@@ -250,6 +439,7 @@ class FrameSwapper:
     options: SwapOptions
     source: SourceIdentity
     reference: np.ndarray | None = None
+    notes: set[str] = field(default_factory=set)
     _previous: list[Face] = field(default_factory=list)
     _frame_index: int = 0
 
@@ -262,12 +452,10 @@ class FrameSwapper:
         self._frame_index += 1
         if reuse:
             return self._previous
-        detector = self.engine.detector(self.resolved.detector)
-        faces = sorted(
-            detector.detect(frame, self.options.detector_score),
-            key=lambda face: face.area,
-            reverse=True,
-        )
+        detector = self.engine.face_detector(self.resolved, self.options)
+        faces = detector.detect(frame, self.options.detector_score)
+        faces = self.engine.annotate(frame, faces, self.resolved)
+        faces = self._filter(faces)
         faces = self._select(frame, faces)
         if self.options.temporal_smoothing > 0:
             faces = self._smooth(faces)
@@ -276,26 +464,83 @@ class FrameSwapper:
 
     def process(self, frame: np.ndarray) -> FrameResult:
         faces = self.faces(frame)
-        if not faces:
-            return FrameResult(image=frame, faces_swapped=0)
-        swapper = self.engine.swapper(self.resolved.swapper)
         result = frame
-        for face in faces:
-            result = swapper.swap(result, face, self.source, self.options)
-        if self.resolved.enhancer != "none":
-            enhancer = self.engine.enhancer(self.resolved.enhancer)
-            for face in faces:
-                result = enhancer.enhance(result, face, self.options.enhancer_blend)
+        if faces:
+            result = self._swap_faces(result, faces)
+            result = self._enhance_faces(result, faces)
+        if self.resolved.frame_enhancer:
+            enhancer = self.engine.frame_enhancer(self.resolved.frame_enhancer)
+            result = enhancer.enhance(result, blend=self.options.frame_enhancer_blend)
         return FrameResult(image=result, faces_swapped=len(faces))
+
+    def _swap_faces(self, frame: np.ndarray, faces: list[Face]) -> np.ndarray:
+        swapper = self.engine.swapper(self.resolved.swapper, self.resolved.converter)
+        if self.resolved.swapper == BUILTIN_SWAPPER:
+            for face in faces:
+                frame = swapper.swap(frame, face, self.source, self.options)
+            return frame
+        mask_builder = self._mask_builder()
+        weighted = self.options.swapper_weight != 0.5 and swapper.needs_embedding
+        recognizer = self.engine.recognizer(self.resolved.recognizer) if weighted else None
+        for face in faces:
+            target_embedding = recognizer.embed(frame, face) if recognizer is not None else None
+            frame = swapper.swap(
+                frame,
+                face,
+                self.source,
+                self.options,
+                size=self._boost_size(swapper, face),
+                target_embedding=target_embedding,
+                mask_builder=mask_builder,
+            )
+        return frame
+
+    def _boost_size(self, swapper, face: Face) -> int:
+        choice = self.options.pixel_boost
+        if choice == "native":
+            return swapper.native_size
+        return swapper.boost_size(face, "auto" if choice == "auto" else int(choice))
+
+    def _mask_builder(self):
+        """The swapper's mask, or None for the plain box mask the swapper builds itself."""
+        if tuple(self.options.mask_types) == ("box",):
+            return None
+        from engine.masks import build_mask_builder
+
+        return build_mask_builder(self.engine, self.resolved, self.options, self.notes)
+
+    def _enhance_faces(self, frame: np.ndarray, faces: list[Face]) -> np.ndarray:
+        for index, name in enumerate(self.resolved.enhancer):
+            enhancer = self.engine.enhancer(name)
+            for face in faces:
+                frame = enhancer.enhance(
+                    frame,
+                    face,
+                    blend=self.options.blend_for(index),
+                    fidelity=self.options.enhancer_fidelity,
+                    mask_blur=self.options.mask_blur,
+                )
+        return frame
+
+    def _filter(self, faces: list[Face]) -> list[Face]:
+        if self.options.face_ages is None and not self.options.face_genders:
+            return faces
+        from engine.face_order import filter_faces
+
+        ages = parse_age_range(self.options.face_ages) if self.options.face_ages else None
+        return filter_faces(faces, ages=ages, genders=tuple(self.options.face_genders) or None)
 
     def _select(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:
         if not faces:
             return []
+        from engine.face_order import order_faces
+
+        faces = order_faces(faces, self.options.face_order)
         if self.options.selector == "one":
             return faces[:1]
         if self.options.selector == "many":
             return faces
-        recognizer = self.engine.recognizer()
+        recognizer = self.engine.recognizer(self.resolved.recognizer or RECOGNIZER)
         chosen = []
         for face in faces:
             face.embedding = recognizer.embed(frame, face)

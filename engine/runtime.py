@@ -71,6 +71,13 @@ class SessionCache:
             log.warning("model %s runs on CPU: CUDA is not usable on this machine", path.name)
         return session
 
+    def drop(self, path: str | Path) -> None:
+        """Forget the sessions of one model file (its memory is freed once no job holds it)."""
+        resolved = str(Path(path).resolve())
+        with self._lock:
+            for key in [key for key in self._sessions if key.path == resolved]:
+                del self._sessions[key]
+
     def clear(self) -> None:
         with self._lock:
             self._sessions.clear()

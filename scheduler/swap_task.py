@@ -138,7 +138,7 @@ def run_swap(ctx: TaskContext) -> dict[str, Any]:
 def swap_models(options: ParsedOptions, settings: Mapping[str, Any]) -> tuple[ModelRef, ...]:
     """The models a swap job runs with, resolved at submit against the workers' models
     directory (without one, ``auto`` is the catalogue's preferred model)."""
-    return resolve_for_spec(options, settings.get("models_dir"))
+    return resolve_for_spec(options, settings.get("models_dir"), settings.get("licences"))
 
 
 def run_swap_stage(ctx: TaskContext) -> dict[str, Any]:

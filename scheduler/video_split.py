@@ -96,12 +96,17 @@ def warm_engine(ctx: TaskContext):
 
     models_dir = ctx.settings.get("models_dir")
     threads = int(ctx.settings.get("threads", 0))
-    key = ("face_engine", ctx.device, models_dir, threads)
+    licences = ctx.settings.get("licences")
+    budget = ctx.settings.get("model_memory_bytes")
+    key = ("face_engine", ctx.device, models_dir, threads, str(licences), budget)
     engine = ctx.state.get(key)
     if engine is None:
         if models_dir is None:
             raise InvalidOptions("the worker has no models directory configured")
-        engine = FaceEngine(ModelManager(models_dir), ctx.device, intra_op_threads=threads)
+        manager = ModelManager(
+            models_dir, licences=frozenset(licences) if licences is not None else None
+        )
+        engine = FaceEngine(manager, ctx.device, intra_op_threads=threads, memory_budget=budget)
         ctx.state[key] = engine
     return engine
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from engine.datadir import default_data_dir
 from engine.devices import parse_devices
 from engine.errors import EngineError, InvalidOptions
+from engine.models.licences import parse_licence_filter
 from scheduler.cpu import DEFAULT_WORKER_PRIORITY, WORKER_PRIORITIES
 from studio.config import (
     StudioConfig,
@@ -153,6 +154,33 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     uploads.add_argument("--max-sources", type=int, default=8)
     uploads.add_argument("--max-batch", type=int, default=20, help="targets per UI submission")
     uploads.add_argument(
+        "--max-output-megapixels",
+        type=float,
+        default=80.0,
+        help="largest output frame (after the frame enhancer's upscaling)",
+    )
+    uploads.add_argument(
+        "--max-job-cost",
+        type=float,
+        default=None,
+        help="largest job, in face-swap units: frames x faces x pixel-boost sub-images x "
+        "(1 + enhancers) (default: unbounded)",
+    )
+    models = parser.add_argument_group("models")
+    models.add_argument(
+        "--licences",
+        default=None,
+        help="offer only models of these licence classes, comma-separated: permissive, "
+        "non-commercial, research, unknown (default: all)",
+    )
+    models.add_argument(
+        "--model-memory-gb",
+        type=float,
+        default=None,
+        help="each worker keeps its loaded models within this much memory, least recently "
+        "used first out (default: unbounded)",
+    )
+    uploads.add_argument(
         "--ui-cache-hours",
         type=float,
         default=2.0,
@@ -195,7 +223,15 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         max_video_seconds=args.max_video_seconds,
         max_sources=args.max_sources,
         max_batch=args.max_batch,
+        max_output_pixels=int(args.max_output_megapixels * 1_000_000),
+        max_job_cost=args.max_job_cost,
     )
+    try:
+        licences = parse_licence_filter(args.licences)
+    except ValueError as exc:
+        raise InvalidOptions(str(exc)) from None
+    if args.model_memory_gb is not None and args.model_memory_gb <= 0:
+        raise InvalidOptions("--model-memory-gb must be more than 0")
     webhooks = WebhookSettings(
         allow=tuple(args.webhook_allow or ()),
         retry_base_seconds=args.webhook_retry_base,
@@ -233,6 +269,10 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         content_gate=args.content_gate,
         ui_cache_hours=args.ui_cache_hours,
         ui_cache_gb=args.ui_cache_gb,
+        licences=licences,
+        model_memory_bytes=(
+            int(args.model_memory_gb * 1024**3) if args.model_memory_gb is not None else None
+        ),
     )
 
 

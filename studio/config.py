@@ -30,6 +30,10 @@ class UploadLimits:
     max_video_seconds: float = 600.0
     max_sources: int = 8
     max_batch: int = 20
+    # Work bounds, computed at submit (engine.cost): the output frame's size after the
+    # frame enhancer, and a job's cost in face-swap units (None: unbounded).
+    max_output_pixels: int = 80_000_000
+    max_job_cost: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,10 @@ class StudioConfig:
     # Files in Gradio's cache (UI uploads, face crops) are deleted after this long at most.
     ui_cache_hours: float = 2.0
     ui_cache_gb: float = 10.0  # uploads waiting in that cache, all visitors together
+    # Models: only these licence classes are offered (None: all), and each worker keeps
+    # its loaded models within this many bytes (None: unbounded).
+    licences: frozenset[str] | None = None
+    model_memory_bytes: int | None = None
 
     @property
     def splits_video(self) -> bool:

@@ -78,7 +78,9 @@ class Studio:
             on_result=lambda _job, outcome: self.metrics.webhook(outcome),
         )
         self.scheduler = scheduler or build_scheduler(config)
-        self.models = ModelManager(config.models_dir or default_models_dir(config.data_dir))
+        self.models = ModelManager(
+            config.models_dir or default_models_dir(config.data_dir), licences=config.licences
+        )
         self.previews = PreviewCache()
         self.preview_engine = PreviewEngine(self.models)
         self.uploads_dir = config.studio_dir / "uploads"
@@ -97,6 +99,7 @@ class Studio:
             self.metrics,
             self.guard,
             checks=[self.content_gate] if config.content_gate == "submit" else [],
+            models=self.models,
         )
         self.events = EventPump(
             self.scheduler,

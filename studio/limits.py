@@ -29,6 +29,7 @@ class CheckedUpload:
     width: int
     height: int
     duration: float | None = None
+    frames: int = 1
 
 
 def display_name(original: str | None) -> str:
@@ -92,7 +93,14 @@ def check_target(path: Path, original: str | None, limits: UploadLimits, role: s
             f"limit of {limits.max_pixels / 1e6:.0f} megapixels"
         )
     return CheckedUpload(
-        path, display_name(original), "video", size, info.width, info.height, info.duration
+        path,
+        display_name(original),
+        "video",
+        size,
+        info.width,
+        info.height,
+        info.duration,
+        max(int(info.frames), 1),
     )
 
 

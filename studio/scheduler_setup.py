@@ -60,6 +60,9 @@ def scheduler_config(config: StudioConfig) -> SchedulerConfig:
             # Gated at submit (studio.responsible) or here, before any processing; a
             # video's sampled frames are always gated here.
             "gate_images": config.content_gate == "dispatch",
+            # Models: the operator's licence filter and each worker's memory budget.
+            "licences": sorted(config.licences) if config.licences is not None else None,
+            "model_memory_bytes": config.model_memory_bytes,
         },
         max_input_bytes=config.limits.max_file_bytes,
         input_limits=InputLimits(config.limits.max_pixels, config.limits.max_sources),

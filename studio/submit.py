@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.cost import check_cost, frame_enhancer_scale, job_cost, native_size, trimmed_frames
 from engine.errors import EngineError, InvalidInput, InvalidOptions
-from engine.options import parse_options
+from engine.models.manager import ModelManager
+from engine.models.resolve import resolve
+from engine.options import ParsedOptions, parse_options
 from scheduler.jobs import Job
 from scheduler.service import Scheduler
 from scheduler.tasks import SCHEDULER_OPTION_KEYS
@@ -75,8 +78,10 @@ class Submitter:
         metrics: StudioMetrics,
         guard: WebhookGuard,
         checks: list[SubmitCheck],
+        models: ModelManager | None = None,
     ) -> None:
         self.config = config
+        self.models = models
         self.scheduler = scheduler
         self.metrics = metrics
         self.guard = guard
@@ -124,6 +129,7 @@ class Submitter:
         if request.target is None:
             raise InvalidInput("a target image or video is required")
         request.checked = await asyncio.to_thread(self._check_files, request)
+        await asyncio.to_thread(self._check_cost, parsed, request.checked[-1])
         for check in self.checks:
             await check(request)
         return await self.scheduler.submit(
@@ -152,6 +158,34 @@ class Submitter:
         """An owner's jobs of one batch (what ``check_batch_size`` counts)."""
         jobs = await self.scheduler.list(owner, limit=1000)
         return [job for job in jobs if (job.spec.options or {}).get("batch_id") == batch_id]
+
+    def _check_cost(self, parsed: ParsedOptions, target: limits.CheckedUpload) -> None:
+        """``--max-output-megapixels`` and ``--max-job-cost``: the work is bounded before a
+        job exists (``engine.cost``), from the target's size and the chosen models."""
+        cfg = self.config.limits
+        models = self.models
+        if models is None:
+            return
+        try:
+            resolved = resolve(parsed.swap, models, verify=False)
+        except EngineError:
+            return  # the scheduler's resolution reports a missing model with its fix
+        native = native_size(models, resolved.swapper)
+        scale = frame_enhancer_scale(models, resolved.frame_enhancer)
+        frames = 1
+        if target.kind == "video":
+            frames = trimmed_frames(
+                target.frames, target.duration, parsed.output.trim_start, parsed.output.trim_end
+            )
+        cost = job_cost(
+            parsed.swap,
+            width=target.width,
+            height=target.height,
+            frames=frames,
+            swapper_native=native,
+            frame_enhancer_scale=scale,
+        )
+        check_cost(cost, cfg.max_output_pixels, cfg.max_job_cost)
 
     def _check_files(self, request: SubmitRequest) -> list[limits.CheckedUpload]:
         cfg = self.config.limits

@@ -142,7 +142,7 @@ def test_without_a_models_dir_auto_is_the_catalogues_preferred_model():
     models = resolve_for_spec(SwapOptions(), None)
     assert models == (
         ModelRef("detector", "det_10g", sha("det_10g")),
-        ModelRef("swapper", "inswapper_128", sha("inswapper_128")),
+        ModelRef("swapper", "hyperswap_1a_256", sha("hyperswap_1a_256")),
         ModelRef("recognizer", "arcface_w600k_r50", sha("arcface_w600k_r50")),
     )
 
@@ -236,7 +236,7 @@ async def test_submit_without_models_dir_pins_named_models_by_catalogue(schedule
         ModelRef("swapper", "classic", ""),
         ModelRef("enhancer", "gfpgan_1.4", sha("gfpgan_1.4")),
     )
-    assert stored.engine_options.swap.enhancer == "gfpgan_1.4"
+    assert stored.engine_options.swap.enhancer == ("gfpgan_1.4",)
 
 
 async def test_submit_with_a_named_model_missing_locally_is_refused(scheduler_for, tmp_path):

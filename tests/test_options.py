@@ -23,7 +23,11 @@ def test_values_are_coerced_from_cli_strings():
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ({"swapper": "deepfake9000"}, "swapper must be one of"),
+        ({"swapper": "Deep Fake!"}, "swapper must name a model"),
+        ({"mask_types": "box,fog"}, "mask_types must be one of"),
+        ({"enhancer_blend": [0.5, 0.5], "enhancer": "gfpgan_1.4"}, "one per enhancer"),
+        ({"pixel_boost": "big"}, "pixel_boost must be auto, native"),
+        ({"face_ages": "40-20"}, "face_ages must be MIN-MAX"),
         ({"selector": "all"}, "selector must be one of"),
         ({"mask_blur": 3}, "mask_blur must be between"),
         ({"mask_blur": "soft"}, "'mask_blur' must be a number"),
