@@ -14,6 +14,7 @@ keypoints, each stride in order); names differ between exports.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,11 +116,7 @@ class ScrfdDetector:
         return width, height
 
     def _anchor_centres(self, stride: int) -> np.ndarray:
-        """(N, 2) anchor centres, row-major, x fastest, each repeated per anchor."""
-        width, height = self.input_size
-        ys, xs = np.mgrid[: height // stride, : width // stride]
-        centres = np.stack([xs, ys], axis=-1).reshape(-1, 2).astype(np.float32) * stride
-        return np.repeat(centres, self.layout.anchors, axis=0)
+        return anchor_centres(self.input_size, stride, self.layout.anchors)
 
     def detect(self, image_bgr: np.ndarray, score_threshold: float = 0.5) -> list[Face]:
         """Faces in a BGR frame, largest first."""
@@ -161,32 +158,7 @@ class ScrfdDetector:
     def _decode(
         self, outputs: list[np.ndarray], threshold: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Candidates above the threshold over all strides: boxes, scores, landmarks."""
-        count = len(self.layout.strides)
-        all_boxes, all_scores, all_points = [], [], []
-        for index, stride in enumerate(self.layout.strides):
-            centres = self._centres[stride]
-            scores = self._head(outputs[index], len(centres), 1, stride).reshape(-1)
-            picked = np.nonzero(scores >= threshold)[0]
-            distances = self._head(outputs[index + count], len(centres), 4, stride)[picked]
-            anchor = centres[picked]
-            all_scores.append(scores[picked])
-            all_boxes.append(
-                np.concatenate(
-                    [anchor - distances[:, 0:2] * stride, anchor + distances[:, 2:4] * stride],
-                    axis=1,
-                )
-            )
-            if self.layout.keypoints:
-                offsets = self._head(outputs[index + 2 * count], len(centres), 10, stride)[picked]
-                all_points.append(anchor[:, None, :] + offsets.reshape(-1, 5, 2) * stride)
-            else:
-                all_points.append(np.zeros((len(picked), 5, 2), dtype=np.float32))
-        return (
-            np.concatenate(all_boxes).astype(np.float32),
-            np.concatenate(all_scores).astype(np.float32),
-            np.concatenate(all_points).astype(np.float32),
-        )
+        return decode_distances(outputs, self.layout, self._centres, threshold, self._head)
 
     def _head(self, output: np.ndarray, rows: int, width: int, stride: int) -> np.ndarray:
         """One output as (rows, width), or a clear error when its shape does not fit the layout."""
@@ -197,3 +169,52 @@ class ScrfdDetector:
                 "is this an SCRFD model?"
             )
         return output.reshape(rows, width)
+
+
+def anchor_centres(input_size: tuple[int, int], stride: int, anchors: int) -> np.ndarray:
+    """(N, 2) anchor centres of one stride for a (width, height) input: (x·s, y·s) with no
+    0.5 offset, row-major with x fastest, each repeated once per anchor (MODELS.md §4)."""
+    width, height = input_size
+    ys, xs = np.mgrid[: height // stride, : width // stride]
+    centres = np.stack([xs, ys], axis=-1).reshape(-1, 2).astype(np.float32) * stride
+    return np.repeat(centres, anchors, axis=0)
+
+
+def decode_distances(
+    outputs: list[np.ndarray],
+    layout: ScrfdLayout,
+    centres: dict[int, np.ndarray],
+    threshold: float,
+    head: Callable[[np.ndarray, int, int, int], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates with score ≥ threshold over all strides: boxes, scores, landmarks.
+
+    Shared by SCRFD and FaceFusion's RetinaFace (the same heads, MODELS-2.md §10).
+    ``outputs`` are the scores, boxes and keypoints per stride, in that order;
+    ``head(output, rows, width, stride)`` reshapes one output or raises a clear error.
+    """
+    count = len(layout.strides)
+    all_boxes, all_scores, all_points = [], [], []
+    for index, stride in enumerate(layout.strides):
+        anchors = centres[stride]
+        scores = head(outputs[index], len(anchors), 1, stride).reshape(-1)
+        picked = np.nonzero(scores >= threshold)[0]
+        distances = head(outputs[index + count], len(anchors), 4, stride)[picked]
+        anchor = anchors[picked]
+        all_scores.append(scores[picked])
+        all_boxes.append(
+            np.concatenate(
+                [anchor - distances[:, 0:2] * stride, anchor + distances[:, 2:4] * stride],
+                axis=1,
+            )
+        )
+        if layout.keypoints:
+            offsets = head(outputs[index + 2 * count], len(anchors), 10, stride)[picked]
+            all_points.append(anchor[:, None, :] + offsets.reshape(-1, 5, 2) * stride)
+        else:
+            all_points.append(np.zeros((len(picked), 5, 2), dtype=np.float32))
+    return (
+        np.concatenate(all_boxes).astype(np.float32),
+        np.concatenate(all_scores).astype(np.float32),
+        np.concatenate(all_points).astype(np.float32),
+    )
