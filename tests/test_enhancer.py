@@ -1,4 +1,5 @@
-"""The GFPGAN enhancer through its real loading and processing code, on a stand-in model."""
+"""GFPGAN 1.4 through ``FaceEnhancer``'s real loading and processing code, on a stand-in model
+(every other family: ``test_enhancer_families.py``), and the old ``engine.enhancer`` entry."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from engine.enhancers import FaceEnhancer
 from engine.errors import InvalidInput, InvalidOptions, ModelUnavailable
 from engine.faces import Face
+from engine.models.registry import REGISTRY
 from engine.runtime import SessionCache
 from tests.assets import T1
 from tests.standins.gfpgan import make_gfpgan
@@ -29,10 +32,8 @@ def gfpgan_file(tmp_path_factory: pytest.TempPathFactory):
     return make_gfpgan(tmp_path_factory.mktemp("models") / "gfpgan_1.4.onnx")
 
 
-def enhancer(path):
-    from engine.enhancer import GfpganEnhancer
-
-    return GfpganEnhancer(SessionCache("cpu"), path)
+def enhancer(path) -> FaceEnhancer:
+    return FaceEnhancer(SessionCache("cpu"), REGISTRY["gfpgan_1.4"], path)
 
 
 def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -82,21 +83,31 @@ def test_blend_mixes_enhanced_over_original(t1: np.ndarray, gfpgan_file) -> None
 def test_weight_input_is_fed_when_the_model_declares_it(tmp_path, t1: np.ndarray) -> None:
     weighted = enhancer(make_gfpgan(tmp_path / "weighted.onnx", with_weight=True))
     plain = enhancer(make_gfpgan(tmp_path / "plain.onnx"))
-    assert weighted.has_weight and not plain.has_weight
+    assert weighted.has_fidelity and not plain.has_fidelity
     # Fed 0.5, the stand-in scales its output by 1 − 0.2·0.5 = 0.9.
     crop = np.full((512, 512, 3), 255, np.uint8)
     value = weighted.restore(crop)[256, 256, 0]
     assert value == round((0.9 * 1.0 + 1) / 2 * 255)
     assert value != plain.restore(crop)[256, 256, 0]
-    assert changed(weighted.enhance(t1, FACE, 0.8), t1).any()
+    assert changed(weighted.enhance(t1, FACE, blend=0.8), t1).any()
 
 
 def test_a_model_of_the_wrong_kind_is_a_clear_error(tmp_path, t1: np.ndarray) -> None:
-    with pytest.raises(ModelUnavailable, match="GFPGAN"):
+    with pytest.raises(ModelUnavailable, match=r"gfpgan_1\.4 \(family gfpgan\) has inputs"):
         enhancer(make_inswapper(tmp_path / "not_gfpgan.onnx"))
     with pytest.raises(ModelUnavailable, match="does not exist"):
         enhancer(tmp_path / "absent.onnx")
     model = enhancer(make_gfpgan(tmp_path / "g.onnx"))
     bad = Face(FACE.box, 0.9, np.zeros((4, 2), np.float32))
     with pytest.raises(InvalidInput, match="landmarks"):
-        model.enhance(t1, bad, 0.5)
+        model.enhance(t1, bad, blend=0.5)
+
+
+def test_the_old_entry_point_runs_the_same_enhancer(t1: np.ndarray, gfpgan_file) -> None:
+    from engine.enhancer import GfpganEnhancer
+
+    old = GfpganEnhancer(SessionCache("cpu"), gfpgan_file)
+    assert (old.name, old.size, old.has_weight) == ("gfpgan_1.4", 512, False)
+    result = old.enhance(t1, FACE, 0.8)  # blend positional, as engine.pipeline calls it
+    assert np.array_equal(result, enhancer(gfpgan_file).enhance(t1, FACE, blend=0.8))
+    assert changed(result, t1).any()
