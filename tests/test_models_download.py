@@ -7,6 +7,7 @@ import re
 import socket
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from engine.errors import Canceled, ModelUnavailable
-from engine.models.download import download, part_path
+from engine.models.download import download, download_file, part_path
 from engine.progress import CancelToken
 
 LOCAL = ("127.0.0.1",)
@@ -130,6 +131,11 @@ def payload(size: int = 200_000, seed: int = 0) -> bytes:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def crc(data: bytes) -> str:
+    """FaceFusion's ``.hash`` content: zlib CRC32 of the whole file, 8 lower-case hex digits."""
+    return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
 
 
 def closed_port_url(path: str) -> str:
@@ -333,3 +339,103 @@ def test_stalled_server_times_out_instead_of_hanging(server, tmp_path):
     server.routes["/m.onnx"] = Route(data, stall=3.0)
     with pytest.raises(ModelUnavailable, match="timed out"):
         fetch(server.url("/m.onnx"), tmp_path / "m.onnx", data, attempts=1, timeout=0.3)
+
+
+# -- CRC32 and FaceFusion's .hash files -------------------------------------------------
+
+
+def test_crc32_pin_accepts_the_file_and_records_its_sha256(server, tmp_path):
+    data = payload()
+    server.routes["/m.onnx"] = Route(data)
+    dest = tmp_path / "m.onnx"
+    done = download_file(
+        server.url("/m.onnx"), dest, crc32=crc(data), name="toy_model",
+        allow_http_hosts=LOCAL, backoff=0.0,
+    )  # fmt: skip
+    assert done.path == dest and dest.read_bytes() == data
+    assert done.check == "crc32"
+    assert done.digests.sha256 == sha(data) and done.digests.crc32 == crc(data)
+    assert server.requests_for("/m.hash") == []  # a pinned CRC32 needs no .hash
+
+
+def test_crc32_pin_refuses_a_corrupt_file(server, tmp_path):
+    data = payload()
+    wrong = bytearray(data)
+    wrong[1234] ^= 0x40
+    server.routes["/m.onnx"] = Route(bytes(wrong))
+    dest = tmp_path / "m.onnx"
+    with pytest.raises(ModelUnavailable) as info:
+        download_file(
+            server.url("/m.onnx"), dest, crc32=crc(data), name="toy_model",
+            allow_http_hosts=LOCAL, backoff=0.0,
+        )  # fmt: skip
+    message = info.value.message
+    assert f"expected crc32 {crc(data)}" in message and crc(bytes(wrong)) in message
+    assert not dest.exists() and not part_path(dest).exists()
+
+
+def test_without_a_pin_the_hash_file_beside_the_model_is_the_check(server, tmp_path):
+    data = payload()
+    server.routes["/tag/m.onnx"] = Route(data)
+    server.routes["/tag/m.hash"] = Route(crc(data).encode())
+    dest = tmp_path / "m.onnx"
+    seen: list[tuple[int, int | None]] = []
+    done = download_file(
+        server.url("/tag/m.onnx"), dest, name="toy_model", allow_http_hosts=LOCAL,
+        backoff=0.0, progress=lambda d, t: seen.append((d, t)),
+    )  # fmt: skip
+    assert done.check == "hash-file" and dest.read_bytes() == data
+    assert (tmp_path / "m.hash").read_text() == crc(data)  # kept beside, FaceFusion's layout
+    assert [path for path, _ in server.requests] == ["/tag/m.hash", "/tag/m.onnx"]
+    # No size pinned: progress counts against the server's Content-Length.
+    assert seen[-1] == (len(data), len(data))
+
+
+def test_a_hash_file_that_does_not_match_is_refused(server, tmp_path):
+    data = payload()
+    server.routes["/m.onnx"] = Route(data)
+    server.routes["/m.hash"] = Route(b"0badc0de\n")
+    dest = tmp_path / "m.onnx"
+    with pytest.raises(ModelUnavailable) as info:
+        download_file(server.url("/m.onnx"), dest, name="toy_model", allow_http_hosts=LOCAL)
+    message = info.value.message
+    assert "expected crc32 0badc0de" in message and crc(data) in message
+    assert server.url("/m.hash") in message
+    assert not dest.exists() and not (tmp_path / "m.hash").exists()
+
+
+def test_no_hash_file_means_no_download(server, tmp_path):
+    """A checksum is never made up: a mirror without a .hash is skipped, the next used."""
+    data = payload()
+    server.routes["/a/m.onnx"] = Route(data)  # no /a/m.hash
+    server.routes["/b/m.onnx"] = Route(data)
+    server.routes["/b/m.hash"] = Route(b"<html>not a checksum</html>")
+    dest = tmp_path / "m.onnx"
+    with pytest.raises(ModelUnavailable) as info:
+        download_file(
+            [server.url("/a/m.onnx"), server.url("/b/m.onnx")], dest, name="toy_model",
+            allow_http_hosts=LOCAL,
+        )  # fmt: skip
+    assert "no checksum published: HTTP 404" in info.value.message
+    assert "does not hold a CRC32" in info.value.message
+    assert server.requests_for("/a/m.onnx") == [] and server.requests_for("/b/m.onnx") == []
+    server.routes["/b/m.hash"] = Route(crc(data).encode())
+    done = download_file(
+        [server.url("/a/m.onnx"), server.url("/b/m.onnx")], dest, name="toy_model",
+        allow_http_hosts=LOCAL,
+    )  # fmt: skip
+    assert done.path.read_bytes() == data and server.requests_for("/a/m.onnx") == []
+
+
+def test_unknown_size_resumes_and_verifies_a_complete_part(server, tmp_path):
+    data = payload()
+    server.routes["/m.onnx"] = Route(data)
+    dest = tmp_path / "m.onnx"
+    part_path(dest).write_bytes(data)  # finished earlier, never renamed
+    done = download_file(
+        server.url("/m.onnx"), dest, crc32=crc(data), name="toy_model",
+        allow_http_hosts=LOCAL, backoff=0.0,
+    )  # fmt: skip
+    assert done.path.read_bytes() == data
+    [request] = server.requests_for("/m.onnx")
+    assert request["Range"] == f"bytes={len(data)}-"  # answered 416: the hash decides

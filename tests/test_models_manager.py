@@ -3,12 +3,15 @@ SCRFD weights from ../shared when present, and the embedded MTCNN nets."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import threading
+import zlib
 from pathlib import Path
 
 import onnx
@@ -18,6 +21,7 @@ from onnx import TensorProto, helper
 
 from engine.errors import ModelUnavailable
 from engine.models import cli as models_cli
+from engine.models.licences import parse_licence_filter
 from engine.models.manager import ModelManager, default_models_dir
 from engine.models.registry import REGISTRY, ModelSpec, mtcnn_files
 from engine.progress import Progress
@@ -254,12 +258,23 @@ def test_cli_lists_and_downloads(standins, tmp_path):
 def test_registry_pins_look_like_real_pins():
     for spec in REGISTRY.values():
         if spec.embedded:
+            assert spec.check == "none"
             continue
         assert spec.urls and all(u.startswith("https://") for u in spec.urls)
         assert all(u.endswith("/" + spec.filename) for u in spec.urls)
-        assert len(spec.sha256) == 64 and spec.size > 0 and spec.license
+        assert spec.sha256 == "" or re.fullmatch("[0-9a-f]{64}", spec.sha256)
+        assert spec.crc32 == "" or re.fullmatch("[0-9a-f]{8}", spec.crc32)
+        assert spec.size >= 0 and spec.license
+        assert spec.check in ("sha256", "crc32", "hash-file")
     assert {"mtcnn", "classic", "scrfd_2.5g", "det_10g", "arcface_w600k_r50"} <= set(REGISTRY)
     assert {"inswapper_128", "gfpgan_1.4"} <= set(REGISTRY)
+    # MODELS-2.md §2a: the catalogue is honest about what sources state.
+    assert REGISTRY["inswapper_128"].size == 555_303_150
+    assert REGISTRY["inswapper_128"].crc32 == "7057c6ea"
+    assert REGISTRY["hyperswap_1b_256"].check == "crc32"
+    assert REGISTRY["hyperswap_1b_256"].crc32 == "36312901"
+    assert REGISTRY["hyperswap_1b_256"].size == 0  # ~403 MB is only a rounded figure
+    assert REGISTRY["uniface_256"].check == "hash-file"
 
 
 @pytest.mark.skipif(not SCRFD.is_file(), reason=f"real SCRFD weights not present at {SCRFD}")
@@ -281,3 +296,228 @@ def test_corrupted_scrfd_copy_is_rejected(tmp_path):
         manager.require("scrfd_2.5g")
     assert REGISTRY["scrfd_2.5g"].sha256 in info.value.message
     assert "scrfd_2.5g" in info.value.message
+
+
+# -- checks beyond SHA-256 ----------------------------------------------------------------
+
+
+def crc(data: bytes) -> str:
+    """FaceFusion's ``.hash`` content: zlib CRC32 of the whole file, 8 lower-case hex digits."""
+    return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
+
+
+def unpinned(spec: ModelSpec, **fields) -> ModelSpec:
+    """The spec with no sha256 and no size: what the catalogue holds for most FF models."""
+    return dataclasses.replace(spec, sha256="", size=0, **fields)
+
+
+@pytest.fixture
+def weak(standins):
+    """det_a pinned by CRC32 only, det_b by nothing (its .hash is the check)."""
+    registry, blobs = standins
+    registry = dict(registry)
+    registry["det_a"] = unpinned(registry["det_a"], crc32=crc(blobs["det_a"]), size_hint=2_500_000)
+    registry["det_b"] = unpinned(registry["det_b"])
+    return registry, blobs
+
+
+def test_crc32_pinned_download_records_the_sha256_jobs_pin(weak, server, tmp_path):
+    registry, blobs = weak
+    manager = manager_for(tmp_path, registry)
+    assert manager.file_sha256("det_a") == ""  # nothing verified yet
+    path = manager.download("det_a")
+    assert path.read_bytes() == blobs["det_a"]
+    sidecar = json.loads((tmp_path / "det_a.onnx.verified").read_text())
+    assert sidecar["check"] == "crc32"
+    assert sidecar["sha256"] == hashlib.sha256(blobs["det_a"]).hexdigest()
+    assert manager.file_sha256("det_a") == hashlib.sha256(blobs["det_a"]).hexdigest()
+    status = manager.status("det_a")
+    assert status.verified and status.check == "crc32" and not status.unchecked
+    assert manager.require("det_a") == path
+    assert server.requests_for("/det_a.hash") == []
+
+
+def test_crc32_pinned_require_rejects_a_corrupt_file(weak, tmp_path):
+    registry, blobs = weak
+    manager = manager_for(tmp_path, registry)
+    file = tmp_path / "det_a.onnx"
+    damaged = bytearray(blobs["det_a"])
+    damaged[10] ^= 0x02
+    file.write_bytes(bytes(damaged))
+    assert manager.is_installed("det_a")  # no size to compare: only the checksum can tell
+    with pytest.raises(ModelUnavailable) as info:
+        manager.require("det_a")
+    message = info.value.message
+    assert f"expected crc32 {crc(blobs['det_a'])}" in message
+    assert crc(bytes(damaged)) in message and str(file) in message
+    assert file.exists() and manager.status("det_a").state == "invalid"
+    assert manager.file_sha256("det_a") == ""
+    file.write_bytes(blobs["det_a"])
+    assert manager.require("det_a") == file
+
+
+def test_hash_file_is_fetched_beside_the_model_and_checked(weak, server, tmp_path):
+    registry, blobs = weak
+    server.routes["/det_b.hash"] = Route(crc(blobs["det_b"]).encode())
+    manager = manager_for(tmp_path, registry)
+    path = manager.download("det_b")
+    assert (tmp_path / "det_b.hash").read_text() == crc(blobs["det_b"])
+    assert path.read_bytes() == blobs["det_b"]
+    assert manager.status("det_b").verified and manager.status("det_b").check == "hash-file"
+    assert manager.file_sha256("det_b") == hashlib.sha256(blobs["det_b"]).hexdigest()
+    # The stored .hash keeps checking the file: a changed file fails it.
+    other = manager_for(tmp_path, registry)
+    damaged = bytearray(blobs["det_b"])
+    damaged[-3] ^= 0x01
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ModelUnavailable, match=f"expected crc32 {crc(blobs['det_b'])}"):
+        other.require("det_b")
+
+
+def test_hash_file_mismatch_is_refused(weak, server, tmp_path):
+    registry, blobs = weak
+    server.routes["/det_b.hash"] = Route(crc(b"another file").encode())
+    manager = manager_for(tmp_path, registry)
+    with pytest.raises(ModelUnavailable, match="failed its checksum"):
+        manager.download("det_b")
+    assert not (tmp_path / "det_b.onnx").exists()
+    assert not (tmp_path / "det_b.hash").exists()
+    assert manager.status("det_b").state == "missing"
+
+
+def test_hand_placed_model_without_its_hash_file_is_used_unchecked(weak, server, tmp_path):
+    registry, blobs = weak
+    manager = manager_for(tmp_path, registry)
+    file = tmp_path / "det_b.onnx"
+    file.write_bytes(blobs["det_b"])
+    status = manager.status("det_b")
+    assert status.installed and status.unchecked and not status.verified
+    assert manager.file_sha256("det_b") == ""
+    assert manager.require("det_b") == file
+    assert manager.file_sha256("det_b") == hashlib.sha256(blobs["det_b"]).hexdigest()
+    table = io.StringIO()
+    models_cli.list_models(manager, out=table)
+    assert "installed (unchecked)" in table.getvalue()
+    assert "det_b" in table.getvalue().split("warning: ")[-1]
+    assert "det_b.hash is not beside it" in table.getvalue()
+    # `download` fetches its .hash and checks the file in place: no model request.
+    server.routes["/det_b.hash"] = Route(crc(blobs["det_b"]).encode())
+    assert manager.download("det_b") == file
+    assert server.requests_for("/det_b.onnx") == []
+    assert manager.status("det_b").verified and not manager.status("det_b").unchecked
+
+
+def test_hand_placed_hash_file_that_does_not_match_is_refused(weak, tmp_path):
+    registry, blobs = weak
+    manager = manager_for(tmp_path, registry)
+    (tmp_path / "det_b.onnx").write_bytes(blobs["det_b"])
+    (tmp_path / "det_b.hash").write_text("deadbeef")
+    with pytest.raises(ModelUnavailable) as info:
+        manager.require("det_b")
+    assert "expected crc32 deadbeef" in info.value.message
+    assert str(tmp_path / "det_b.hash") in info.value.message
+    (tmp_path / "det_b.hash").write_text("not a crc")
+    assert manager.status("det_b").state == "invalid"
+    with pytest.raises(ModelUnavailable, match="does not hold a CRC32"):
+        manager.require("det_b")
+
+
+# -- dependencies and the licence filter --------------------------------------------------
+
+
+@pytest.fixture
+def ghostlike(server):
+    """A swapper that needs a converter and a recognizer, like GHOST (MODELS-2.md §5.3)."""
+    blobs = {"swap_g": standin_onnx(16), "conv": standin_onnx(4), "rec": standin_onnx(8)}
+    registry = {"mtcnn": REGISTRY["mtcnn"], "classic": REGISTRY["classic"]}
+    licences = {"swap_g": "Apache-2.0", "conv": "MIT", "rec": "Non-Commercial (InsightFace)"}
+    kinds = {"swap_g": "swapper", "conv": "converter", "rec": "recognizer"}
+    for name, data in blobs.items():
+        server.routes[f"/{name}.onnx"] = Route(data)
+        spec = spec_for(name, kinds[name], data, (server.url(f"/{name}.onnx"),))
+        registry[name] = dataclasses.replace(spec, license=licences[name])
+    registry["swap_g"] = dataclasses.replace(registry["swap_g"], converter="conv", recognizer="rec")
+    return registry, blobs
+
+
+def test_download_brings_the_models_a_model_needs(ghostlike, server, tmp_path):
+    registry, blobs = ghostlike
+    manager = manager_for(tmp_path, registry)
+    assert manager.requirements("swap_g") == ["conv", "rec"]
+    assert manager.requirements("conv") == []
+    reports: list[Progress] = []
+    assert manager.download("swap_g", progress=reports.append) == tmp_path / "swap_g.onnx"
+    for name, data in blobs.items():
+        assert (tmp_path / f"{name}.onnx").read_bytes() == data
+        assert manager.status(name).verified
+        named = [r for r in reports if r.message and f"{name}.onnx" in r.message]
+        assert named and named[-1].done == named[-1].total == len(data)
+    out = io.StringIO()
+    models_cli.download_model(manager_for(tmp_path / "cli", registry), "swap_g", out=out)
+    text = out.getvalue()
+    assert "licence Non-Commercial (InsightFace) (class non-commercial)" in text
+    assert "licence MIT (class permissive)" in text
+    assert text.count("verified and saved") == 3
+
+
+def test_licence_filter_hides_models_and_their_dependants(ghostlike, tmp_path):
+    registry, blobs = ghostlike
+    for name, data in blobs.items():
+        (tmp_path / f"{name}.onnx").write_bytes(data)
+    manager = ModelManager(tmp_path, registry, licences=parse_licence_filter("permissive"))
+    assert [s.name for s in manager.list()] == ["mtcnn", "classic", "conv"]
+    with pytest.raises(ModelUnavailable) as info:
+        manager.spec("swap_g")
+    assert "licence filter" in info.value.message
+    assert "it needs rec, whose licence class is non-commercial" in info.value.message
+    with pytest.raises(ModelUnavailable, match="licence filter"):
+        manager.require("rec")
+    assert manager.best("swapper", ["swap_g", "classic"]) == "classic"
+    assert manager.best("converter", ["conv"]) == "conv"
+    everything = ModelManager(tmp_path, registry, licences=parse_licence_filter("all"))
+    assert everything.best("swapper", ["swap_g"]) == "swap_g"
+
+
+def test_the_real_catalogue_under_a_permissive_filter():
+    """MODELS-2.md §15: GHOST is Apache-2.0, but needs the non-commercial ArcFace w600k."""
+    full = ModelManager(Path("unused-models-dir"))
+    assert full.requirements("ghost_1_256") == ["crossface_ghost", "arcface_w600k_r50"]
+    strict = ModelManager(Path("unused-models-dir"), licences=frozenset({"permissive"}))
+    names = {s.name for s in strict.list()}
+    assert {"gfpgan_1.4", "2dfan4", "yunet_2023_mar", "classic"} <= names
+    assert not names & {"ghost_1_256", "arcface_w600k_r50", "inswapper_128", "codeformer"}
+
+
+def test_cli_list_shows_checks_classes_and_rounded_sizes(weak, tmp_path):
+    registry, blobs = weak
+    manager = manager_for(tmp_path, registry)
+    table = io.StringIO()
+    models_cli.list_models(manager, out=table)
+    lines = table.getvalue().splitlines()
+    assert lines[0].split() == [
+        "NAME", "KIND", "FAMILY", "STATE", "CHECK", "SIZE", "MB", "LICENCE", "CLASS", "LICENCE"
+    ]  # fmt: skip
+    rows = {line.split()[0]: line.split() for line in lines[1:] if line}
+    assert rows["det_a"][3:6] == ["missing", "crc32", "~2.5"]  # only a rounded size is known
+    assert rows["det_b"][3:6] == ["missing", "hash-file", "-"]
+    assert rows["swap"][3:6] == ["missing", "sha256", f"{len(blobs['swap']) / 1e6:.1f}"]
+    assert rows["mtcnn"][4] == "none" and rows["mtcnn"][6] == "permissive"
+
+
+def test_a_sidecar_from_before_crc32s_still_spares_a_rehash(standins, tmp_path):
+    """Sidecars written by earlier versions hold size, mtime_ns and sha256 only."""
+    registry, blobs = standins
+    manager = manager_for(tmp_path, registry)
+    file = tmp_path / "det_a.onnx"
+    damaged = bytearray(blobs["det_a"])
+    damaged[5] ^= 0x08  # same size; only a rehash could tell
+    file.write_bytes(bytes(damaged))
+    stat = file.stat()
+    (tmp_path / "det_a.onnx.verified").write_text(
+        json.dumps(
+            {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": registry["det_a"].sha256}
+        )
+    )
+    assert manager.status("det_a").verified
+    assert manager.require("det_a") == file
+    assert manager.file_sha256("det_a") == registry["det_a"].sha256

@@ -1,22 +1,35 @@
-"""The models directory: what is installed, whether it is the pinned file, and downloads.
+"""The models directory: what is installed, whether it is the catalogue's file, and downloads.
+
+The catalogue is the built-in registry plus the user's ``<models dir>/catalogue.json``
+(``engine.models.user_catalogue``; its warnings are kept in ``warnings`` and logged
+once). An operator's licence filter (``licences``) hides the models of other licence
+classes, and the models that need one (a GHOST swapper needs the non-commercial
+ArcFace recognizer), from ``list``, ``spec`` and ``best``.
+
+Checks: a model's file must match the catalogue's SHA-256 if it pins one, else its
+CRC32, else (``hash-file``) the CRC32 in FaceFusion's ``X.hash`` beside ``X.onnx``,
+which the downloader fetches from the same host and saves there. A ``hash-file``
+model installed by hand without its ``.hash`` has no published checksum to compare
+with: it is usable, shown as ``installed (unchecked)`` with a warning, and
+``download`` fetches its ``.hash`` and checks it. A checksum is never made up.
 
 Policy for a file that fails its check: ``require`` never deletes anything. The
-downloader only renames a file into place after its SHA-256 matched, so a bad file
-under a model's final name was put there (or changed) by someone else, possibly the
-user; ``require`` rejects it with an error naming the file, the expected and actual
-hashes and the fix. ``download`` replaces such a file, since the user asked for a
-fresh copy. A bad ``.part`` (our own unfinished download) is deleted by the downloader.
+downloader only renames a file into place after it passed, so a bad file under a
+model's final name was put there (or changed) by someone else, possibly the user;
+``require`` rejects it with an error naming the file, the expected and actual digests
+and the fix. ``download`` replaces such a file, since the user asked for a fresh copy.
+A bad ``.part`` (our own unfinished download) is deleted by the downloader.
 
-A verified file gets a sidecar ``<file>.verified`` holding its size, mtime_ns and
-SHA-256, so a 500 MB model is hashed once, not at every start. The verdict is trusted
-only while size and mtime_ns still match.
+Whatever the check, the sidecar ``<file>.verified`` records the file's size, mtime_ns,
+SHA-256 and CRC32 (``engine.models.checksums``), so a 500 MB model is hashed once, and
+``file_sha256`` gives the SHA-256 a job pins for a model whose catalogue has none.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import json
+import logging
 import os
 import threading
 import time
@@ -25,18 +38,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import ModelUnavailable
-from engine.models.download import (
-    download,
-    manual_instructions,
-    part_path,
-    sha256_file,
+from engine.models.checksums import (
+    SIDECAR_SUFFIX,
+    Record,
+    digests_of,
+    hash_path,
+    read_hash_file,
+    read_sidecar,
+    write_sidecar,
+    write_text_atomically,
 )
+from engine.models.download import download_file, fetch_hash, manual_instructions, part_path
 from engine.models.registry import REGISTRY, ModelSpec, mtcnn_files
+from engine.models.user_catalogue import load_user_catalogue
 from engine.progress import CancelToken, Progress, ProgressCallback
 
 MODELS_DIR_ENV = "FUSION_MODELS_DIR"
-SIDECAR_SUFFIX = ".verified"
 PROGRESS_INTERVAL = 0.1
+
+log = logging.getLogger(__name__)
+_logged: set[str] = set()
+_logged_guard = threading.Lock()
 
 
 def default_models_dir(data_dir: Path | str) -> Path:
@@ -47,9 +69,25 @@ def default_models_dir(data_dir: Path | str) -> Path:
     return Path(data_dir) / "models"
 
 
+def _warn_once(message: str) -> None:
+    """Log a warning once per process (managers are made per request in places)."""
+    with _logged_guard:
+        if message in _logged:
+            return
+        _logged.add(message)
+    log.warning("%s", message)
+
+
 @dataclass(frozen=True)
 class ModelStatus:
-    """What the models panel and ``models list`` show for one model (cheap: no hashing)."""
+    """What the models panel and ``models list`` show for one model (cheap: no hashing).
+
+    ``size``: the file's bytes when present, else the catalogue's exact size (0 when
+    unknown; ``size_hint`` is then a rounded figure). ``check``: the catalogue's check
+    (``sha256``, ``crc32``, ``hash-file``, ``none`` for a built-in). ``verified``: the
+    file is known (through its sidecar) to pass it. ``unchecked``: installed, but no
+    checksum is published to compare with (a hand-placed file without its ``.hash``).
+    """
 
     name: str
     kind: str
@@ -62,6 +100,12 @@ class ModelStatus:
     description: str = ""
     partial_bytes: int = 0
     problem: str | None = None
+    family: str = ""
+    check: str = "none"
+    licence_class: str = "unknown"
+    custom: bool = False
+    size_hint: int = 0
+    unchecked: bool = False
 
     @property
     def state(self) -> str:
@@ -75,12 +119,32 @@ class ModelStatus:
         return "partial" if self.partial_bytes else "missing"
 
 
+@dataclass(frozen=True)
+class _Expected:
+    """What a file must match: ``check`` and its digest (``""``: nothing published),
+    ``source`` (where a ``.hash`` digest came from, for messages), or a ``problem``."""
+
+    check: str
+    value: str = ""
+    source: str = ""
+    problem: str | None = None
+
+    @property
+    def field(self) -> str:
+        return "sha256" if self.check == "sha256" else "crc32"
+
+
 class ModelManager:
     """Installed state and downloads for one models directory.
 
-    ``registry`` may be replaced (tests use stand-in files with their own real hashes).
-    Download settings (``timeout``, ``attempts``, ``backoff``, ``allow_http_hosts``) are
-    passed to :func:`engine.models.download.download`.
+    ``registry``: the built-in catalogue (tests use stand-in files with their own real
+    hashes); the user catalogue of ``models_dir`` is merged after it. ``licences``: the
+    licence classes an operator allows (``licences.parse_licence_filter``), None for
+    all. Download settings (``timeout``, ``attempts``, ``backoff``,
+    ``allow_http_hosts``) are passed to :func:`engine.models.download.download_file`.
+
+    ``catalogue``: every entry; ``registry``: the entries the licence filter lets
+    through, which is what everything else sees.
     """
 
     def __init__(
@@ -92,9 +156,19 @@ class ModelManager:
         attempts: int = 3,
         backoff: float = 0.5,
         allow_http_hosts: Sequence[str] = (),
+        licences: frozenset[str] | None = None,
     ) -> None:
         self.models_dir = Path(models_dir)
-        self.registry: dict[str, ModelSpec] = dict(registry)
+        custom, warnings = load_user_catalogue(self.models_dir, registry)
+        self.warnings: builtins.list[str] = warnings
+        for warning in warnings:
+            _warn_once(warning)
+        self.catalogue: dict[str, ModelSpec] = {**registry, **custom}
+        self.licences = licences
+        self._excluded = self._exclusions()
+        self.registry: dict[str, ModelSpec] = {
+            name: spec for name, spec in self.catalogue.items() if name not in self._excluded
+        }
         self.timeout = timeout
         self.attempts = attempts
         self.backoff = backoff
@@ -105,12 +179,58 @@ class ModelManager:
     # -- lookup -----------------------------------------------------------------------
 
     def spec(self, name: str) -> ModelSpec:
-        """The registry entry; an unknown name is an error that lists the known ones."""
-        try:
-            return self.registry[name]
-        except KeyError:
-            known = ", ".join(sorted(self.registry))
-            raise ModelUnavailable(f"unknown model '{name}'; known models: {known}") from None
+        """The catalogue entry; an unknown name is an error that lists the known ones, and
+        a model the licence filter hides is an error saying so."""
+        spec = self.registry.get(name)
+        if spec is not None:
+            return spec
+        if name in self._excluded:
+            raise ModelUnavailable(self._excluded[name])
+        known = ", ".join(sorted(self.registry))
+        raise ModelUnavailable(f"unknown model '{name}'; known models: {known}")
+
+    def requirements(self, name: str) -> builtins.list[str]:
+        """The models ``name`` needs to run (its converter and recognizer, and theirs),
+        each once, in the order they are needed."""
+        self.spec(name)
+        return self._requirements(name)
+
+    def _requirements(self, name: str) -> builtins.list[str]:
+        needed: builtins.list[str] = []
+        pending = [name]
+        while pending:
+            spec = self.catalogue.get(pending.pop(0))
+            if spec is None:
+                continue
+            for dep in (spec.converter, spec.recognizer):
+                if dep and dep != name and dep not in needed:
+                    needed.append(dep)
+                    pending.append(dep)
+        return needed
+
+    def _exclusions(self) -> dict[str, str]:
+        """Model name → why the licence filter hides it (itself, or a model it needs)."""
+        if self.licences is None:
+            return {}
+        allowed = ", ".join(sorted(self.licences))
+        excluded: dict[str, str] = {}
+        for name in self.catalogue:
+            for culprit in (name, *self._requirements(name)):
+                spec = self.catalogue.get(culprit)
+                if spec is None or spec.licence_class in self.licences:
+                    continue
+                why = (
+                    f"its licence class is {spec.licence_class} ({spec.license})"
+                    if culprit == name
+                    else f"it needs {culprit}, whose licence class is {spec.licence_class} "
+                    f"({spec.license})"
+                )
+                excluded[name] = (
+                    f"model {name} is excluded by the operator's licence filter "
+                    f"(allowed classes: {allowed}): {why}"
+                )
+                break
+        return excluded
 
     def file_path(self, name: str) -> Path:
         """Where a downloadable model lives (whether or not it is there)."""
@@ -122,6 +242,14 @@ class ModelManager:
     def _lock(self, name: str) -> threading.RLock:
         with self._locks_guard:
             return self._locks.setdefault(name, threading.RLock())
+
+    def _expected(self, spec: ModelSpec, file: Path) -> _Expected:
+        if spec.sha256:
+            return _Expected("sha256", spec.sha256)
+        if spec.crc32:
+            return _Expected("crc32", spec.crc32)
+        crc, problem = read_hash_file(file)
+        return _Expected("hash-file", crc or "", f" (from {hash_path(file)})", problem)
 
     # -- state --------------------------------------------------------------------------
 
@@ -136,12 +264,21 @@ class ModelManager:
         except FileNotFoundError:
             return self._status(spec, False, None, spec.size, False, partial, None)
         problem = _size_problem(spec, file, stat.st_size)
-        cached = _read_sidecar(file, stat)
-        if problem is None and cached is not None and cached != spec.sha256:
-            problem = f"{file} failed its checksum (sha256 {cached}, expected {spec.sha256})"
+        expected = self._expected(spec, file)
+        problem = problem or expected.problem
+        record = read_sidecar(file, stat)
+        cached = (record.digests.get(expected.check) or None) if record is not None else None
+        if problem is None and cached is not None and expected.value and cached != expected.value:
+            problem = (
+                f"{file} failed its checksum ({expected.field} {cached}, expected "
+                f"{expected.value}{expected.source})"
+            )
         installed = problem is None
-        verified = installed and cached == spec.sha256
-        return self._status(spec, installed, file, stat.st_size, verified, partial, problem)
+        verified = installed and bool(expected.value) and cached == expected.value
+        unchecked = installed and not expected.value
+        return self._status(
+            spec, installed, file, stat.st_size, verified, partial, problem, unchecked
+        )
 
     @staticmethod
     def _status(
@@ -152,6 +289,7 @@ class ModelManager:
         verified: bool,
         partial: int,
         problem: str | None,
+        unchecked: bool = False,
     ) -> ModelStatus:
         return ModelStatus(
             name=spec.name,
@@ -165,6 +303,12 @@ class ModelManager:
             description=spec.description,
             partial_bytes=partial,
             problem=problem,
+            family=spec.family,
+            check=spec.check,
+            licence_class=spec.licence_class,
+            custom=spec.custom,
+            size_hint=spec.size_hint,
+            unchecked=unchecked,
         )
 
     def _embedded_status(self, spec: ModelSpec) -> ModelStatus:
@@ -190,10 +334,15 @@ class ModelManager:
             verified=problem is None,
             description=spec.description,
             problem=problem,
+            family=spec.family,
+            check=spec.check,
+            licence_class=spec.licence_class,
+            custom=spec.custom,
         )
 
     def is_installed(self, name: str) -> bool:
-        """Present with the pinned size and not known to be corrupt (no hashing here)."""
+        """Present (with the pinned size where one is known) and not known to be corrupt
+        (no hashing here)."""
         return self.status(name).installed
 
     def path(self, name: str) -> Path | None:
@@ -202,12 +351,38 @@ class ModelManager:
         return status.path if status.installed else None
 
     def best(self, kind: str, preferences: Sequence[str]) -> str | None:
-        """The first of ``preferences`` that is a ``kind`` model and installed."""
+        """The first of ``preferences`` that is a ``kind`` model and installed (models the
+        licence filter hides are skipped)."""
         for name in preferences:
             spec = self.registry.get(name)
             if spec is not None and spec.kind == kind and self.is_installed(name):
                 return name
         return None
+
+    def file_sha256(self, name: str) -> str:
+        """The SHA-256 of ``name``'s file as its sidecar recorded it when the file passed
+        its check (or, with no checksum published, when ``require`` accepted it
+        unchecked); ``""`` for a built-in model, a missing or failing file, or one not yet
+        verified (``require`` verifies). Cheap: nothing is hashed. A job pins this."""
+        spec = self.spec(name)
+        if spec.embedded:
+            return ""
+        file = self.models_dir / spec.filename
+        try:
+            stat = file.stat()
+        except OSError:
+            return ""
+        record = read_sidecar(file, stat)
+        if record is None or not record.digests.sha256 or _size_problem(spec, file, stat.st_size):
+            return ""
+        expected = self._expected(spec, file)
+        if expected.problem:
+            return ""
+        if expected.value and record.digests.get(expected.check) != expected.value:
+            return ""
+        if not expected.value and record.check != "none":
+            return ""
+        return record.digests.sha256
 
     # -- require / verify ---------------------------------------------------------------
 
@@ -227,7 +402,10 @@ class ModelManager:
         raise ModelUnavailable(f"{status.problem}. {self._fix(spec, file)}")
 
     def require(self, name: str, cancel: CancelToken | None = None) -> Path:
-        """The verified file of ``name``, or ``ModelUnavailable`` saying how to get it."""
+        """The verified file of ``name``, or ``ModelUnavailable`` saying how to get it.
+
+        A ``hash-file`` model without its ``.hash`` is returned unchecked (a warning is
+        logged once); its SHA-256 is still recorded, for ``file_sha256``."""
         spec = self.spec(name)
         if spec.embedded:
             if spec.name == "mtcnn":
@@ -240,39 +418,64 @@ class ModelManager:
             except FileNotFoundError:
                 raise ModelUnavailable(self._missing_message(spec, file)) from None
             problem = _size_problem(spec, file, stat.st_size)
+            expected = self._expected(spec, file)
+            problem = problem or expected.problem
             if problem:
                 raise ModelUnavailable(f"{problem}. {self._fix(spec, file)}")
-            actual = _read_sidecar(file, stat)
-            if actual is None:
-                actual = sha256_file(file, cancel)
-                _write_sidecar(file, stat, actual)
-            if actual != spec.sha256:
+            digests, record = digests_of(file, stat, cancel, expected.check)
+            actual = digests.get(expected.check)
+            passed = actual == expected.value if expected.value else None
+            check = "none" if passed is None else expected.check if passed else ""
+            if record is None or record.check != check:
+                write_sidecar(file, Record(stat.st_size, stat.st_mtime_ns, digests, check))
+            if passed is False:
                 raise ModelUnavailable(
-                    f"model file {file} failed its checksum: expected sha256 {spec.sha256}, "
-                    f"got {actual}; it is not the {name} file this program pins (the file "
-                    f"was left in place). {self._fix(spec, file)}"
+                    f"model file {file} failed its checksum: expected {expected.field} "
+                    f"{expected.value}{expected.source}, got {actual}; it is not the {name} "
+                    f"file this program pins (the file was left in place). "
+                    f"{self._fix(spec, file)}"
                 )
+            if passed is None:
+                _warn_once(self.unchecked_message(name))
             return file
+
+    def unchecked_message(self, name: str) -> str:
+        """Why an installed ``hash-file`` model without its ``.hash`` is not checked."""
+        spec = self.spec(name)
+        file = self.models_dir / spec.filename
+        return (
+            f"model {name} ({file}) is used unchecked: the catalogue publishes no checksum "
+            f"for it and {hash_path(file).name} is not beside it; run "
+            f"`python app.py models download {name}` to fetch its .hash and check it"
+        )
 
     def _missing_message(self, spec: ModelSpec, file: Path) -> str:
         partial = _size_or_zero(part_path(file))
+        of = f" of {spec.size}" if spec.size else ""
         waiting = (
-            f" (a partial download of {partial} of {spec.size} bytes is waiting to resume)"
-            if partial
-            else ""
+            f" (a partial download of {partial}{of} bytes is waiting to resume)" if partial else ""
         )
         return (
             f"model {spec.name} is not installed{waiting}: run "
             f"`python app.py models download {spec.name}`, or by hand: "
-            f"{manual_instructions(spec.urls, file)}; licence: {spec.license}"
+            f"{self._by_hand(spec, file)}; licence: {spec.license}"
+        )
+
+    def _fix(self, spec: ModelSpec, file: Path) -> str:
+        return (
+            f"Delete it and run `python app.py models download {spec.name}` (which replaces "
+            f"it), or by hand: {self._by_hand(spec, file)}"
         )
 
     @staticmethod
-    def _fix(spec: ModelSpec, file: Path) -> str:
-        return (
-            f"Delete it and run `python app.py models download {spec.name}` (which replaces "
-            f"it), or by hand: {manual_instructions(spec.urls, file)}"
-        )
+    def _by_hand(spec: ModelSpec, file: Path) -> str:
+        steps = manual_instructions(spec.urls, file)
+        if spec.check == "hash-file":
+            steps += (
+                f", with its checksum file {hash_path(file).name} from the same place beside "
+                "it (without it the file is used unchecked)"
+            )
+        return steps
 
     # -- download -----------------------------------------------------------------------
 
@@ -281,24 +484,48 @@ class ModelManager:
         name: str,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        *,
+        with_requirements: bool = True,
     ) -> Path:
-        """Install ``name`` (no-op when already verified); reports bytes as ``Progress``.
+        """Install ``name`` and the models it needs (``requirements``), each a no-op when
+        already verified; returns ``name``'s file. Reports bytes as ``Progress``, per
+        file, each message naming the file.
 
         Threads asking for the same model wait for one download; other processes are
         kept apart by the downloader's file lock.
         """
+        names = [name, *self.requirements(name)] if with_requirements else [name]
+        paths = [
+            self._download_one(each, progress, cancel, (number, len(names)))
+            for number, each in enumerate(names, 1)
+        ]
+        return paths[0]
+
+    def _download_one(
+        self,
+        name: str,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+        step: tuple[int, int],
+    ) -> Path:
         spec = self.spec(name)
         if spec.embedded:
             return self.require(name)
         file = self.models_dir / spec.filename
-        report = _ByteReporter(name, progress)
+        label = spec.filename if step[1] == 1 else f"[{step[0]}/{step[1]}] {spec.filename}"
+        report = _ByteReporter(label, progress)
         with self._lock(name):
+            status = self.status(name)
+            if status.installed and status.unchecked:
+                self._fetch_hash_file(spec, file, cancel)
+                status = self.status(name)
             with contextlib.suppress(ModelUnavailable):
-                if self.status(name).installed:
+                if status.installed:
                     path = self.require(name, cancel)
-                    report(spec.size, spec.size)
+                    size = path.stat().st_size
+                    report(size, size)
                     return path
-            download(
+            fetched = download_file(
                 spec,
                 file,
                 progress=report,
@@ -308,20 +535,41 @@ class ModelManager:
                 backoff=self.backoff,
                 allow_http_hosts=self.allow_http_hosts,
             )
-            _write_sidecar(file, file.stat(), spec.sha256)
+            stat = file.stat()
+            write_sidecar(
+                file, Record(stat.st_size, stat.st_mtime_ns, fetched.digests, fetched.check)
+            )
             report.finish()
             return file
 
+    def _fetch_hash_file(self, spec: ModelSpec, file: Path, cancel: CancelToken | None) -> None:
+        """Fetch the ``.hash`` of a model installed without it, so ``require`` checks it."""
+        crc = fetch_hash(
+            spec.urls,
+            name=spec.name,
+            timeout=self.timeout,
+            attempts=self.attempts,
+            backoff=self.backoff,
+            allow_http_hosts=self.allow_http_hosts,
+            cancel=cancel,
+        )
+        try:
+            write_text_atomically(hash_path(file), crc)
+        except OSError as exc:
+            raise ModelUnavailable(
+                f"cannot write the checksum file {hash_path(file)} of model {spec.name}: {exc}"
+            ) from exc
+
     def list(self) -> builtins.list[ModelStatus]:
-        """Every known model's status, in registry order."""
+        """Every model the licence filter lets through, built-ins first, then custom."""
         return [self.status(name) for name in self.registry]
 
 
 class _ByteReporter:
     """Turns the downloader's (done, total) bytes into throttled ``Progress`` reports."""
 
-    def __init__(self, name: str, progress: ProgressCallback | None) -> None:
-        self.name = name
+    def __init__(self, label: str, progress: ProgressCallback | None) -> None:
+        self.label = label
         self.progress = progress
         self.start: float | None = None
         self.start_bytes = 0
@@ -349,7 +597,7 @@ class _ByteReporter:
         elapsed = now - (self.start or now)
         rate = (done - self.start_bytes) / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 and total is not None else None
-        message = f"{self.name}: {done / 1e6:.1f} of " + (
+        message = f"{self.label}: {done / 1e6:.1f} of " + (
             f"{total / 1e6:.1f} MB" if total is not None else "? MB"
         )
         if rate > 0:
@@ -373,7 +621,8 @@ def _size_or_zero(path: Path) -> int:
 
 
 def _size_problem(spec: ModelSpec, file: Path, size: int) -> str | None:
-    if size == spec.size:
+    """A wrong size, where the catalogue knows the size (0: unknown, nothing to compare)."""
+    if not spec.size or size == spec.size:
         return None
     return (
         f"model file {file} is {size} bytes but {spec.name} is {spec.size} bytes "
@@ -381,38 +630,9 @@ def _size_problem(spec: ModelSpec, file: Path, size: int) -> str | None:
     )
 
 
-def _sidecar(file: Path) -> Path:
-    return file.with_name(file.name + SIDECAR_SUFFIX)
-
-
-def _read_sidecar(file: Path, stat: os.stat_result) -> str | None:
-    """The cached SHA-256 of ``file``, if the sidecar still describes this exact file."""
-    try:
-        record = json.loads(_sidecar(file).read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(record, dict):
-        return None
-    if record.get("size") != stat.st_size or record.get("mtime_ns") != stat.st_mtime_ns:
-        return None
-    sha = record.get("sha256")
-    return sha if isinstance(sha, str) else None
-
-
-def _write_sidecar(file: Path, stat: os.stat_result, sha256: str) -> None:
-    """Record a verdict atomically; a read-only models dir just means hashing again."""
-    record = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256}
-    target = _sidecar(file)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with contextlib.suppress(OSError):
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, target)
-    with contextlib.suppress(OSError):
-        tmp.unlink(missing_ok=True)
-
-
 __all__ = [
     "MODELS_DIR_ENV",
+    "SIDECAR_SUFFIX",
     "ModelManager",
     "ModelStatus",
     "default_models_dir",
