@@ -64,9 +64,11 @@ TEMPLATES: dict[str, np.ndarray] = {
     ),
 }
 
-# Below this scale (frame → crop) a bilinear warp skips frame pixels and aliases, so
-# the frame region is first reduced with INTER_AREA (which warpAffine ignores).
-PREFILTER_BELOW = 0.8
+# Below this scale (frame → crop) a bilinear warp, which reads 2×2 frame pixels per crop
+# pixel, skips frame pixels and aliases; the frame region is then first reduced with
+# INTER_AREA (which warpAffine ignores). Above it, the warp is left exactly as the
+# reference implementations make it (insightface's crops, which the networks saw).
+PREFILTER_BELOW = 0.5
 
 
 def template_points(template: str, size: int) -> np.ndarray:
@@ -153,11 +155,13 @@ def warp_crop(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     small_h = max(int(round((y1 - y0) * scale)), 1)
     small = cv2.resize(frame[y0:y1, x0:x1], (small_w, small_h), interpolation=cv2.INTER_AREA)
     fx, fy = small_w / (x1 - x0), small_h / (y1 - y0)
-    # A frame point p sits at q = (p − (x0, y0))·(fx, fy) in ``small``.
+    # cv2.resize maps pixel centres: a frame point p sits at q = (p − o + ½)·f − ½ in
+    # ``small`` (o = (x0, y0)), so p = q/f + o + ½/f − ½.
     reduced = matrix.copy()
     reduced[:, 0] = matrix[:, 0] / fx
     reduced[:, 1] = matrix[:, 1] / fy
-    reduced[:, 2] = matrix[:, :2] @ np.array([x0, y0], dtype=np.float64) + matrix[:, 2]
+    origin = np.array([x0 + 0.5 / fx - 0.5, y0 + 0.5 / fy - 0.5], dtype=np.float64)
+    reduced[:, 2] = matrix[:, :2] @ origin + matrix[:, 2]
     return cv2.warpAffine(small, reduced, (size, size), flags=cv2.INTER_LINEAR, borderValue=0.0)
 
 

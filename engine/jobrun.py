@@ -69,6 +69,7 @@ class JobResult:
     swapper: str
     detector: str
     warnings: list[str] = field(default_factory=list)
+    models: list[dict[str, str]] = field(default_factory=list)
 
 
 def parsed_options(request: JobRequest) -> ParsedOptions:
@@ -179,7 +180,7 @@ def _run_image(
     progress(Progress(stage="swap", done=0, total=1))
     result = swapper.process(target)
     cancel.raise_if_canceled()
-    warnings = []
+    warnings = sorted(swapper.notes)
     if result.faces_swapped == 0:
         warnings.append(
             "no face found in the target; the output is an unchanged copy "
@@ -206,6 +207,7 @@ def _run_image(
         swapper=swapper.resolved.swapper,
         detector=swapper.resolved.detector,
         warnings=warnings,
+        models=swapper.models_used(),
     )
 
 
@@ -240,7 +242,7 @@ def _run_video(
         cancel=cancel,
         workdir=request.workdir,
     )
-    warnings = list(result.warnings)
+    warnings = list(result.warnings) + sorted(processors[0].notes)
     if request.stamp is not None and result.frames_with_faces:
         progress(
             Progress(
@@ -250,7 +252,7 @@ def _run_video(
                 message="marking the output as synthetic",
             )
         )
-        finish_file(result.output, "video", request.stamp, (info.width, info.height))
+        finish_file(result.output, "video", request.stamp, output_size(processors[0], info))
     elif request.stamp is not None:
         warnings.append("the output is not marked as synthetic, since no frame was changed")
     return JobResult(
@@ -261,7 +263,16 @@ def _run_video(
         swapper=processors[0].resolved.swapper,
         detector=processors[0].resolved.detector,
         warnings=warnings,
+        models=processors[0].models_used(),
     )
+
+
+def output_size(processor: FrameSwapper, info) -> tuple[int, int]:
+    """The output frame size: the input's, times the frame enhancer's scale."""
+    name = processor.resolved.frame_enhancer
+    if not name:
+        return info.width, info.height
+    return processor.engine.frame_enhancer(name).output_size(info.width, info.height)
 
 
 def preview_of(image: np.ndarray, width: int = PREVIEW_WIDTH) -> np.ndarray:

@@ -32,7 +32,7 @@ from engine.models.resolve import (
     resolve,
     resolved_from_refs,
 )
-from engine.options import SwapOptions, parse_age_range
+from engine.options import SwapOptions, padding4, parse_age_range
 from engine.runtime import SessionCache
 from engine.swappers.base import SourceIdentity
 
@@ -388,6 +388,39 @@ class FaceEngine:
         return FrameSwapper(self, resolved, options, source, reference)
 
 
+def models_record(models: ModelManager, resolved: ResolvedModels) -> list[dict[str, str]]:
+    """One entry per model a job ran: role, name, licence text and licence class."""
+    named = [("detector", name) for name in resolved.all_detectors]
+    named.append(("swapper", resolved.swapper))
+    for role in (
+        "recognizer",
+        "converter",
+        "landmarker",
+        "landmark_regressor",
+        "parser",
+        "classifier",
+        "frame_enhancer",
+    ):
+        name = getattr(resolved, role)
+        if name:
+            named.append((role, name))
+    named += [("enhancer", name) for name in resolved.enhancer]
+    named += [("occluder", name) for name in resolved.occluders]
+    record = []
+    for role, name in named:
+        spec = models.registry.get(name)
+        licence = spec.license if spec is not None else ""
+        record.append(
+            {
+                "role": role,
+                "name": name,
+                "licence": licence,
+                "licence_class": spec.licence_class if spec is not None else "unknown",
+            }
+        )
+    return record
+
+
 @dataclass(frozen=True)
 class _Component:
     component: object
@@ -440,11 +473,19 @@ class FrameSwapper:
     source: SourceIdentity
     reference: np.ndarray | None = None
     notes: set[str] = field(default_factory=set)
+    _masks: object = None
     _previous: list[Face] = field(default_factory=list)
     _frame_index: int = 0
 
     def fork(self) -> FrameSwapper:
-        return FrameSwapper(self.engine, self.resolved, self.options, self.source, self.reference)
+        """A fresh stream state for another lane or segment; notes are shared."""
+        return FrameSwapper(
+            self.engine, self.resolved, self.options, self.source, self.reference, self.notes
+        )
+
+    def models_used(self) -> list[dict[str, str]]:
+        """The job's models with their licences, for its result record."""
+        return models_record(self.engine.models, self.resolved)
 
     def faces(self, frame: np.ndarray) -> list[Face]:
         """Faces of this frame that will be swapped, after selection and smoothing."""
@@ -502,14 +543,49 @@ class FrameSwapper:
         return swapper.boost_size(face, "auto" if choice == "auto" else int(choice))
 
     def _mask_builder(self):
-        """The swapper's mask, or None for the plain box mask the swapper builds itself."""
+        """The swapper's mask (``mask_types`` beyond the box), or None for the plain box
+        mask the swapper builds itself. Built once per stream; an empty combined mask
+        leaves its face untouched and is noted in the job's result."""
         if tuple(self.options.mask_types) == ("box",):
             return None
-        from engine.masks import build_mask_builder
+        if self._masks is None:
+            from engine.masks import MaskBuilder, MaskSettings
 
-        return build_mask_builder(self.engine, self.resolved, self.options, self.notes)
+            settings = MaskSettings(
+                types=tuple(self.options.mask_types),
+                blur=self.options.mask_blur,
+                padding=padding4(self.options.mask_padding),
+                regions=tuple(self.options.mask_regions),
+                areas=tuple(self.options.mask_areas),
+            )
+            occluders = [self.engine.occluder(name) for name in self.resolved.occluders]
+            parser = self.engine.parser(self.resolved.parser) if self.resolved.parser else None
+            self._masks = MaskBuilder(settings, occluders, parser)
+        return self._noting_empty(self._masks.build)
+
+    def _enhancer_mask_builder(self):
+        """Enhancers paste through the box (no padding) and, when on, the occlusion mask."""
+        if "occlusion" not in self.options.mask_types or self._mask_builder() is None:
+            return None
+        return self._noting_empty(self._masks.enhancer_mask)
+
+    def _noting_empty(self, build):
+        from engine.masks import is_empty
+
+        def checked(crop, swapped, matrix, face):
+            mask = build(crop, swapped, matrix, face)
+            if is_empty(mask):
+                self.notes.add(
+                    "a face's combined mask (" + ", ".join(self.options.mask_types) + ") was "
+                    "empty (the face is fully covered or outside the chosen regions), so that "
+                    "face was left untouched"
+                )
+            return mask
+
+        return checked
 
     def _enhance_faces(self, frame: np.ndarray, faces: list[Face]) -> np.ndarray:
+        mask_builder = self._enhancer_mask_builder() if self.resolved.enhancer else None
         for index, name in enumerate(self.resolved.enhancer):
             enhancer = self.engine.enhancer(name)
             for face in faces:
@@ -519,6 +595,7 @@ class FrameSwapper:
                     blend=self.options.blend_for(index),
                     fidelity=self.options.enhancer_fidelity,
                     mask_blur=self.options.mask_blur,
+                    mask_builder=mask_builder,
                 )
         return frame
 

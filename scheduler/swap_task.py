@@ -132,6 +132,7 @@ def run_swap(ctx: TaskContext) -> dict[str, Any]:
         "swapper": result.swapper,
         "detector": result.detector,
         "warnings": list(result.warnings),
+        "models": list(result.models),
     }
 
 

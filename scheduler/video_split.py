@@ -213,6 +213,8 @@ def run_segment(ctx: TaskContext, segment_data: dict[str, Any], workdir: Path) -
         "index": segment.index,
         "swapper": swapper.resolved.swapper,
         "detector": swapper.resolved.detector,
+        "models": swapper.models_used(),
+        "frame_scale": _frame_scale(swapper),
     }
     done = manifest.finished(segment.index)
     if done is not None:  # finished by an earlier run: not processed twice
@@ -298,7 +300,10 @@ def join(
     if provenance is not None and with_faces:
         from engine.provenance.apply import finish_file, prepare_stamp
 
-        finish_file(output, "video", prepare_stamp(*provenance), (info.width, info.height))
+        first = by_index[min(by_index)]
+        scale = int(first.get("frame_scale", 1))
+        size = (info.width * scale, info.height * scale)
+        finish_file(output, "video", prepare_stamp(*provenance), size)
     first = by_index[min(by_index)]
     return {
         "kind": "video",
@@ -307,6 +312,13 @@ def join(
         "swapper": first["swapper"],
         "detector": first["detector"],
         "warnings": warnings,
+        "models": first.get("models", []),
         "segments": len(results),
         "segments_reused": sum(1 for result in results if result.get("reused")),
     }
+
+
+def _frame_scale(swapper) -> int:
+    """The frame enhancer's scale (1 without one): the joined output's size over the input's."""
+    name = swapper.resolved.frame_enhancer
+    return int(swapper.engine.frame_enhancer(name).scale) if name else 1

@@ -118,15 +118,7 @@ def test_peppa_score_is_the_third_values_mapped_from_0_to_0_95(tmp_path, session
     "box",
     [
         [840.0, 520.0, 960.0, 700.0],  # crop scale ≈ 1.1: a direct warp
-        pytest.param(
-            [500.0, 300.0, 1300.0, 1000.0],  # crop scale ≈ 0.24: engine.align's INTER_AREA path
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine.align.warp_crop's prefilter path maps frame point p to "
-                "(p − x0)·f in the reduced image, but cv2.resize puts it at "
-                "(p − x0 + 0.5)·f − 0.5: content lands 0.5·(1 − f) crop px up-left",
-            ),
-        ),
+        [500.0, 300.0, 1300.0, 1000.0],  # crop scale ≈ 0.24: engine.align's INTER_AREA path
     ],
     ids=["near-scale", "shrunk"],
 )

@@ -320,16 +320,16 @@ _SPECS = (
     ),
     _model(
         "gpen_bfr_256", "enhancer", "gpen", "models-3.0.0", "Non-Commercial (yangxy)",
-        "GPEN-BFR 256 face restorer", crc32="2189ffb5", size_hint=75_800_000,
+        "GPEN-BFR 256 face restorer", crc32="2189ffb5", size_hint=75_800_000, input_size=256,
     ),
     _model(
         "gpen_bfr_512", "enhancer", "gpen", "models-3.0.0", "Non-Commercial (yangxy)",
-        "GPEN-BFR 512 face restorer", crc32="30505711", size_hint=284_300_000,
+        "GPEN-BFR 512 face restorer", crc32="30505711", size_hint=284_300_000, input_size=512,
     ),
     *(
         _model(
             f"gpen_bfr_{size}", "enhancer", "gpen", "models-3.0.0", "Non-Commercial (yangxy)",
-            f"GPEN-BFR {size} face restorer", size_hint=hint,
+            f"GPEN-BFR {size} face restorer", size_hint=hint, input_size=size,
         )
         for size, hint in ((1024, 285_200_000), (2048, 285_600_000))
     ),

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import ModelUnavailable
+from engine.errors import InvalidOptions, ModelUnavailable
 from engine.families.table import SWAPPER_FAMILIES
 from engine.models.registry import DEFAULT_RECOGNIZER, REGISTRY, ModelSpec
 from engine.options import ParsedOptions, SwapOptions
@@ -410,9 +410,28 @@ class _Resolver:
         self.check(found)
         return found
 
+    def check_detector_size(self, names: Sequence[str]) -> None:
+        """``detector_size`` must be one every chosen detector's family offers."""
+        size = self.options.detector_size
+        if size is None:
+            return
+        from engine.detectors.build import DETECTOR_SIZES
+
+        for name in names:
+            spec = self.catalogue.get(name)
+            family = spec.family if spec is not None else ""
+            allowed = DETECTOR_SIZES.get("many" if len(names) > 1 else family)
+            if allowed is not None and size not in allowed:
+                offered = ", ".join(str(s) for s in allowed)
+                raise InvalidOptions(
+                    f"detector_size {size} is not offered by the {name} detector "
+                    f"({'many' if len(names) > 1 else family}): choose one of {offered}"
+                )
+
     def resolve(self) -> ResolvedModels:
         swapper = self.swapper()
         detector, detectors = self.detectors()
+        self.check_detector_size(detectors or (detector,))
         recognizer = self.recognizer(swapper)
         converter = self.converter(swapper)
         landmarker, regressor = self.landmarkers()
