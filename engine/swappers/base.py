@@ -20,11 +20,19 @@ class SourceIdentity:
     ``embedding`` is the raw 512-d recognizer vector, the element-wise mean of
     the raw embeddings when several source images were given (FaceFusion's
     rule); models such as inswapper turn it into their latent.
+    ``sources`` holds every source image with its chosen face, in the order the
+    images were given; image-input swappers (blendswap, uniface) use the first, as
+    FaceFusion does. Empty: ``(image, face)`` is the only source.
     """
 
     image: np.ndarray
     face: Face
     embedding: np.ndarray | None = field(default=None, repr=False)
+    sources: tuple[tuple[np.ndarray, Face], ...] = field(default=(), repr=False)
+
+    def first_source(self) -> tuple[np.ndarray, Face]:
+        """The first source image and its face (FaceFusion's choice for image swappers)."""
+        return self.sources[0] if self.sources else (self.image, self.face)
 
 
 class Swapper(Protocol):

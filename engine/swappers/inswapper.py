@@ -31,6 +31,7 @@ from engine.options import SwapOptions
 from engine.paste import box_mask, color_transfer, paste_back
 from engine.runtime import SessionCache
 from engine.swappers.base import SourceIdentity
+from engine.swappers.identity import emap_latent
 
 TEMPLATE = "arcface_128"
 EMBEDDING_SIZE = 512
@@ -73,18 +74,7 @@ class InSwapper:
 
     def latent(self, embedding: np.ndarray) -> np.ndarray:
         """The model's [1, 512] source latent from a raw embedding (insightface's rule)."""
-        raw = np.asarray(embedding, dtype=np.float64).reshape(-1)
-        if raw.shape != (EMBEDDING_SIZE,) or not np.isfinite(raw).all():
-            raise InvalidInput(
-                f"the source embedding must be {EMBEDDING_SIZE} finite numbers, got shape "
-                f"{np.shape(embedding)}"
-            )
-        norm = np.linalg.norm(raw)
-        if norm == 0:
-            raise InvalidInput("the source embedding is all zeros")
-        latent = (raw / norm).reshape(1, -1) @ self.emap
-        latent /= np.linalg.norm(latent) + 1e-12
-        return latent.astype(self.latent_dtype)
+        return emap_latent(embedding, self.emap).astype(self.latent_dtype)
 
     def swap_crop(
         self, frame: np.ndarray, target: Face, latent: np.ndarray
