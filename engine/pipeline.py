@@ -331,7 +331,9 @@ class FaceEngine:
             embeddings = [recognizer.embed(image, face) for image, face in chosen]
             embedding = np.mean(np.stack(embeddings), axis=0).astype(np.float32)
         best_image, best_face = max(chosen, key=lambda pair: pair[1].area)
-        return SourceIdentity(image=best_image, face=best_face, embedding=embedding)
+        return SourceIdentity(
+            image=best_image, face=best_face, embedding=embedding, sources=tuple(chosen)
+        )
 
     def reference_embedding(
         self,

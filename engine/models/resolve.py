@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import InvalidOptions, ModelUnavailable
 from engine.families.table import SWAPPER_FAMILIES
 from engine.models.registry import DEFAULT_RECOGNIZER, REGISTRY, ModelSpec
-from engine.options import ParsedOptions, SwapOptions
+from engine.options import ParsedOptions, SwapOptions, shown
 
 if TYPE_CHECKING:
     from engine.models.manager import ModelManager
@@ -73,6 +73,16 @@ CLASSIFIER = "fairface"
 BUILTIN_DETECTOR = "mtcnn"
 BUILTIN_SWAPPER = "classic"
 SWAPPER_MODEL = "inswapper_128"  # the swapper a remote ``auto`` resolved to before HyperSwap
+
+FIXED_CHOICES = {
+    "swapper": ("auto",),
+    "detector": ("auto", "scrfd", "many"),
+    "enhancer": ("none",),
+    "frame_enhancer": ("none",),
+    "occluder": ("auto", "many"),
+    "parser": ("auto",),
+    "landmarker": ("auto", "none"),
+}
 
 SINGLE_ROLES = (
     "swapper",
@@ -161,15 +171,17 @@ class _Resolver:
     # -- lookups ----------------------------------------------------------------------------
 
     def spec(self, name: str, kind: str, option: str) -> ModelSpec:
-        if self.installed is not None:
-            spec = self.installed.spec(name)  # unknown or licence-filtered: a clear error
-        else:
-            spec = self.catalogue.get(name)
-            if spec is None:
-                known = ", ".join(sorted(n for n, s in self.catalogue.items() if s.kind == kind))
-                raise ModelUnavailable(f"unknown {kind} model '{name}'; known: {known}")
+        """The catalogue entry ``option`` names; an unknown name is an error listing the
+        choices, one the operator's licence filter hides says so."""
+        if name not in self.catalogue:
+            hidden = getattr(self.installed, "catalogue", {}) if self.installed else {}
+            if name in hidden:
+                self.installed.spec(name)  # raises: excluded by the licence filter
+            choices = [*FIXED_CHOICES.get(option, ()), *self.names_of(kind)]
+            raise InvalidOptions(f"{option} must be one of {', '.join(choices)}; got {shown(name)}")
+        spec = self.catalogue[name]
         if spec.kind != kind:
-            raise ModelUnavailable(
+            raise InvalidOptions(
                 f"{option} names {name}, which is a {spec.kind} model, not a {kind}"
             )
         return spec

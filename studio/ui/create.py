@@ -24,11 +24,15 @@ from engine.errors import EngineError
 from engine.options import (
     BLEND_MODES,
     CONTAINERS,
-    DETECTORS,
-    ENHANCERS,
+    DETECTOR_ANGLES,
+    DETECTOR_SIZES,
+    FACE_ORDERS,
+    GENDERS,
+    MASK_AREAS,
+    MASK_REGIONS,
+    MASK_TYPES,
     PRESETS,
     SELECTORS,
-    SWAPPERS,
     VIDEO_CODECS,
     OutputOptions,
     SwapOptions,
@@ -46,15 +50,35 @@ OUTPUT_DEFAULTS = OutputOptions()
 # Controls in the order the submit handler receives them, with their option names.
 OPTION_NAMES = (
     "swapper",
+    "pixel_boost",
+    "swapper_weight",
     "detector",
+    "detector_size",
+    "detector_score",
+    "detector_angles",
+    "landmarker",
     "selector",
+    "face_order",
+    "face_ages",
+    "face_genders",
     "reference_distance",
+    "mask_types",
+    "occluder",
+    "parser",
+    "mask_regions",
+    "mask_areas",
     "mask_blur",
-    "mask_padding",
+    "mask_padding:top",
+    "mask_padding:right",
+    "mask_padding:bottom",
+    "mask_padding:left",
     "color_correction",
     "blend_mode",
     "enhancer",
     "enhancer_blend",
+    "enhancer_fidelity",
+    "frame_enhancer",
+    "frame_enhancer_blend",
     "quality",
     "video_codec",
     "container",
@@ -111,10 +135,50 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
         with gr.Column(scale=4):
             with gr.Accordion(t("group_swapper"), open=True):
                 swapper = gr.Dropdown(
-                    list(SWAPPERS), value=SWAP_DEFAULTS.swapper, label=t("swapper")
+                    model_choices(studio, "swapper", ("auto",)),
+                    value=SWAP_DEFAULTS.swapper,
+                    label=t("swapper"),
+                    elem_id="fs-swapper",
+                )
+                pixel_boost = gr.Dropdown(
+                    ["auto", "native", "256", "384", "512", "768", "1024"],
+                    value=SWAP_DEFAULTS.pixel_boost,
+                    label=t("pixel_boost"),
+                    elem_id="fs-pixel-boost",
+                )
+                swapper_weight = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=SWAP_DEFAULTS.swapper_weight,
+                    step=0.05,
+                    label=t("swapper_weight"),
                 )
                 detector = gr.Dropdown(
-                    list(DETECTORS), value=SWAP_DEFAULTS.detector, label=t("detector")
+                    model_choices(studio, "detector", ("auto", "scrfd", "many")),
+                    value=SWAP_DEFAULTS.detector,
+                    label=t("detector"),
+                )
+                detector_size = gr.Dropdown(
+                    ["default", *[str(size) for size in DETECTOR_SIZES]],
+                    value="default",
+                    label=t("detector_size"),
+                )
+                detector_score = gr.Slider(
+                    0.05,
+                    0.99,
+                    value=SWAP_DEFAULTS.detector_score,
+                    step=0.01,
+                    label=t("detector_score"),
+                )
+                detector_angles = gr.CheckboxGroup(
+                    [str(angle) for angle in DETECTOR_ANGLES],
+                    value=[str(angle) for angle in SWAP_DEFAULTS.detector_angles],
+                    label=t("detector_angles"),
+                )
+                landmarker = gr.Dropdown(
+                    model_choices(studio, "landmarker", ("auto", "none")),
+                    value=SWAP_DEFAULTS.landmarker,
+                    label=t("landmarker"),
                 )
             with gr.Accordion(t("group_faces"), open=True):
                 selector = gr.Radio(
@@ -123,6 +187,13 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                     label=t("selector"),
                     elem_id="fs-selector",
                 )
+                face_order = gr.Dropdown(
+                    list(FACE_ORDERS), value=SWAP_DEFAULTS.face_order, label=t("face_order")
+                )
+                face_ages = gr.Textbox(
+                    value="", placeholder="20-40", label=t("face_ages"), max_length=9
+                )
+                face_genders = gr.CheckboxGroup(list(GENDERS), value=[], label=t("face_genders"))
                 reference_distance = gr.Slider(
                     0.0,
                     2.0,
@@ -131,12 +202,37 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                     label=t("reference_distance"),
                 )
             with gr.Accordion(t("group_mask"), open=False):
+                mask_types = gr.CheckboxGroup(
+                    list(MASK_TYPES),
+                    value=list(SWAP_DEFAULTS.mask_types),
+                    label=t("mask_types"),
+                    elem_id="fs-mask-types",
+                )
+                occluder = gr.Dropdown(
+                    model_choices(studio, "occluder", ("auto", "many")),
+                    value=SWAP_DEFAULTS.occluder,
+                    label=t("occluder"),
+                )
+                parser = gr.Dropdown(
+                    model_choices(studio, "parser", ("auto",)),
+                    value=SWAP_DEFAULTS.parser,
+                    label=t("parser"),
+                )
+                mask_regions = gr.CheckboxGroup(
+                    list(MASK_REGIONS),
+                    value=list(SWAP_DEFAULTS.mask_regions),
+                    label=t("mask_regions"),
+                )
+                mask_areas = gr.CheckboxGroup(
+                    list(MASK_AREAS), value=list(SWAP_DEFAULTS.mask_areas), label=t("mask_areas")
+                )
                 mask_blur = gr.Slider(
                     0.0, 1.0, value=SWAP_DEFAULTS.mask_blur, step=0.05, label=t("mask_blur")
                 )
-                mask_padding = gr.Slider(
-                    0.0, 0.5, value=SWAP_DEFAULTS.mask_padding, step=0.01, label=t("mask_padding")
-                )
+                paddings = [
+                    gr.Slider(0.0, 0.5, value=0.0, step=0.01, label=t(f"mask_padding_{side}"))
+                    for side in ("top", "right", "bottom", "left")
+                ]
                 color_correction = gr.Checkbox(
                     value=SWAP_DEFAULTS.color_correction, label=t("color_correction")
                 )
@@ -145,14 +241,37 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                 )
             with gr.Accordion(t("group_enhancer"), open=False):
                 enhancer = gr.Dropdown(
-                    list(ENHANCERS), value=SWAP_DEFAULTS.enhancer, label=t("enhancer")
+                    model_choices(studio, "enhancer", ()),
+                    value=[],
+                    multiselect=True,
+                    label=t("enhancer"),
+                    elem_id="fs-enhancer",
                 )
                 enhancer_blend = gr.Slider(
                     0.0,
                     1.0,
-                    value=SWAP_DEFAULTS.enhancer_blend,
+                    value=SWAP_DEFAULTS.enhancer_blend[0],
                     step=0.05,
                     label=t("enhancer_blend"),
+                )
+                enhancer_fidelity = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=SWAP_DEFAULTS.enhancer_fidelity,
+                    step=0.05,
+                    label=t("enhancer_fidelity"),
+                )
+                frame_enhancer = gr.Dropdown(
+                    model_choices(studio, "frame_enhancer", ("none",)),
+                    value=SWAP_DEFAULTS.frame_enhancer,
+                    label=t("frame_enhancer"),
+                )
+                frame_enhancer_blend = gr.Slider(
+                    0.0,
+                    1.0,
+                    value=SWAP_DEFAULTS.frame_enhancer_blend,
+                    step=0.05,
+                    label=t("frame_enhancer_blend"),
                 )
             with gr.Accordion(t("group_output"), open=False):
                 quality = gr.Slider(
@@ -182,15 +301,32 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
     faces_state = gr.State(TargetFaces())
     option_inputs = [
         swapper,
+        pixel_boost,
+        swapper_weight,
         detector,
+        detector_size,
+        detector_score,
+        detector_angles,
+        landmarker,
         selector,
+        face_order,
+        face_ages,
+        face_genders,
         reference_distance,
+        mask_types,
+        occluder,
+        parser,
+        mask_regions,
+        mask_areas,
         mask_blur,
-        mask_padding,
+        *paddings,
         color_correction,
         blend_mode,
         enhancer,
         enhancer_blend,
+        enhancer_fidelity,
+        frame_enhancer,
+        frame_enhancer_blend,
         quality,
         video_codec,
         container,
@@ -343,6 +479,15 @@ async def _submit(
 
 def _options(values: dict[str, Any]) -> dict[str, Any]:
     """Only the options that differ from the defaults, so a job shows what was chosen."""
+    values = dict(values)
+    sides = [float(values.pop(f"mask_padding:{side}") or 0.0) for side in _SIDES]
+    values["mask_padding"] = sides[0] if len(set(sides)) == 1 else sides
+    if values.get("detector_size") in (None, "", "default"):
+        values.pop("detector_size", None)
+    if not (values.get("face_ages") or "").strip():
+        values.pop("face_ages", None)
+    if "detector_angles" in values:
+        values["detector_angles"] = sorted(int(a) for a in values["detector_angles"] or [0])
     defaults = {**dataclasses.asdict(SWAP_DEFAULTS), **dataclasses.asdict(OUTPUT_DEFAULTS)}
     options: dict[str, Any] = {}
     for name, value in values.items():
@@ -350,11 +495,52 @@ def _options(values: dict[str, Any]) -> dict[str, Any]:
             if value and value != "mp4":
                 options[name] = value
             continue
-        if isinstance(defaults.get(name), int) and not isinstance(defaults.get(name), bool):
+        default = defaults.get(name)
+        if isinstance(default, tuple):
+            value = list(value or [])
+            if value == list(default):
+                continue
+        elif isinstance(default, int) and not isinstance(default, bool):
             value = int(value)
-        if value != defaults.get(name):
+        if name == "enhancer_blend":
+            value = float(value)
+            if value == SWAP_DEFAULTS.enhancer_blend[0]:
+                continue
+        if name == "detector_size":
+            value = int(value)
+        if value != default:
             options[name] = value
     return options
+
+
+_SIDES = ("top", "right", "bottom", "left")
+
+
+def model_choices(studio: Studio, kind: str, fixed: tuple[str, ...]) -> list[tuple[str, str]]:
+    """A model option's choices: the fixed words, then every catalogue model of ``kind``
+    (custom entries included, licence-filtered), labelled with whether it is installed,
+    its size and its licence class."""
+    choices = [(word, word) for word in fixed]
+    for status in studio.models.list():
+        if status.kind != kind:
+            continue
+        choices.append((model_label(status), status.name))
+    return choices
+
+
+def model_label(status) -> str:
+    """``name — installed · 403 MB · research`` (``custom`` where it is)."""
+    parts = [status.name]
+    details = [status.state if status.state != "embedded" else "built in"]
+    size = status.size or getattr(status, "size_hint", 0)
+    if size and not status.embedded:
+        details.append(f"{'~' if not status.size else ''}{size / 1e6:.0f} MB")
+    licence_class = getattr(status, "licence_class", "")
+    if licence_class:
+        details.append(licence_class)
+    if getattr(status, "custom", False):
+        details.append("custom")
+    return f"{parts[0]} — {' · '.join(details)}"
 
 
 def _accept(request: gr.Request | None) -> str | None:

@@ -36,7 +36,7 @@ def build_models_tab(studio: Studio):
         lang = language(request.headers.get("accept-language") if request else None)
         allowed = operator(request)
         choices = _downloadable(studio) if allowed else []
-        return models_html(studio, lang), gr.Dropdown(choices=choices, interactive=allowed)
+        return models_html(studio, lang, allowed), gr.Dropdown(choices=choices, interactive=allowed)
 
     def fetch(name: str | None, request: gr.Request, progress=gr.Progress()):
         lang = language(request.headers.get("accept-language") if request else None)
@@ -67,20 +67,42 @@ def _downloadable(studio: Studio) -> list[str]:
     return [s.name for s in studio.models.list() if not s.embedded and not s.installed]
 
 
-def models_html(studio: Studio, lang: str) -> str:
+def models_html(studio: Studio, lang: str, operator: bool = False) -> str:
+    """Every model the studio offers (the operator's licence filter applied): kind, family,
+    state, the check its file passes, size, licence class and licence; custom models
+    (the models directory's catalogue.json) are marked. Catalogue warnings are shown to
+    the operator only (they name files on the server)."""
     rows = []
     for status in studio.models.list():
-        size = f"{status.size / 1e6:.1f}" if status.size else "–"
+        size = status.size or status.size_hint
+        shown = f"{'~' if not status.size else ''}{size / 1e6:.1f}" if size else "–"
+        name = html.escape(status.name) + (" *" if status.custom else "")
+        state = "installed (unchecked)" if status.unchecked else status.state
         rows.append(
-            f"<tr data-model='{html.escape(status.name)}' data-state='{status.state}'>"
-            f"<td>{html.escape(status.name)}</td><td>{html.escape(status.kind)}</td>"
-            f"<td>{status.state}</td><td>{size}</td><td>{html.escape(status.license)}</td></tr>"
+            f"<tr data-model='{html.escape(status.name)}' data-state='{status.state}' "
+            f"data-licence-class='{html.escape(status.licence_class)}'"
+            f"{' data-custom=1' if status.custom else ''}>"
+            f"<td>{name}</td><td>{html.escape(status.kind)}</td>"
+            f"<td>{html.escape(status.family)}</td><td>{html.escape(state)}</td>"
+            f"<td>{html.escape(status.check)}</td><td>{shown}</td>"
+            f"<td>{html.escape(status.licence_class)}</td>"
+            f"<td>{html.escape(status.license)}</td></tr>"
         )
-    head = "".join(
-        f"<th>{text(lang, key)}</th>"
-        for key in ("col_name", "col_kind", "col_state", "col_size", "col_license")
+    keys = (
+        "col_name",
+        "col_kind",
+        "col_family",
+        "col_state",
+        "col_check",
+        "col_size",
+        "col_class",
+        "col_license",
     )
+    head = "".join(f"<th>{text(lang, key)}</th>" for key in keys)
+    notes = [f"<p>{text(lang, 'models_custom_note')}</p>"]
+    if operator:
+        notes += [f"<p class='fs-warning'>⚠️ {html.escape(w)}</p>" for w in studio.models.warnings]
     return (
         f"<table class='fs-table'><thead><tr>{head}</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f"<tbody>{''.join(rows)}</tbody></table>" + "".join(notes)
     )
