@@ -20,6 +20,7 @@ from engine.datadir import default_data_dir
 from engine.devices import parse_devices
 from engine.errors import InvalidOptions
 from engine.jobrun import DEFAULT_CONTENT_THRESHOLD, JobRequest, run_job
+from engine.models.licences import parse_licence_filter
 from engine.models.manager import ModelManager, default_models_dir
 from engine.options import OutputOptions, SwapOptions
 from engine.pipeline import FaceEngine
@@ -49,6 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument(
+        "--licences",
+        default=None,
+        help="use only models of these licence classes (permissive, non-commercial, "
+        "research, unknown; comma-separated)",
+    )
+    parser.add_argument(
+        "--model-memory-gb",
+        type=float,
+        default=None,
+        help="keep loaded models within this much memory per device (LRU)",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -134,8 +147,18 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     options = collect_options(args)
     data_dir = args.data_dir or default_data_dir()
-    models = ModelManager(args.models_dir or default_models_dir(data_dir))
-    engines = [FaceEngine(models, device, args.threads) for device in parse_devices(args.devices)]
+    try:
+        licences = parse_licence_filter(args.licences)
+    except ValueError as exc:
+        raise InvalidOptions(str(exc)) from None
+    if args.model_memory_gb is not None and args.model_memory_gb <= 0:
+        raise InvalidOptions("--model-memory-gb must be more than 0")
+    budget = int(args.model_memory_gb * 1024**3) if args.model_memory_gb else None
+    models = ModelManager(args.models_dir or default_models_dir(data_dir), licences=licences)
+    engines = [
+        FaceEngine(models, device, args.threads, memory_budget=budget)
+        for device in parse_devices(args.devices)
+    ]
     if not 0.0 < args.content_threshold <= 1.0:
         raise InvalidOptions("--content-threshold must be above 0 and at most 1")
     job_id = "cli-" + secrets.token_urlsafe(12)

@@ -241,6 +241,27 @@ def _number(low: float, high: float, description: str) -> dict[str, Any]:
     return {"type": "number", "minimum": low, "maximum": high, "description": description}
 
 
+def _model(fixed: tuple[str, ...], description: str) -> dict[str, Any]:
+    """A model option: the built-in choices are listed as examples; a user catalogue adds
+    its own names, so the schema asks only for a model name's form."""
+    return {
+        "type": "string",
+        "pattern": "^[a-z0-9_.-]{1,64}$",
+        "examples": list(fixed),
+        "description": description,
+    }
+
+
+def _list(items: dict[str, Any], description: str) -> dict[str, Any]:
+    """A list option: a JSON array (or, as on the command line, comma-separated text)."""
+    return {
+        "type": ["array", "string"],
+        "items": items,
+        "maxItems": 16,
+        "description": description + " A JSON array, or comma-separated text.",
+    }
+
+
 def _integer(low: int, high: int, description: str) -> dict[str, Any]:
     return {"type": "integer", "minimum": low, "maximum": high, "description": description}
 
@@ -252,10 +273,40 @@ JOB_OPTIONS_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "description": "Job options; every one is optional. Unknown names are refused (422).",
     "properties": {
-        "swapper": _choice(engine_options.SWAPPERS, "Face swapper model."),
-        "detector": _choice(engine_options.DETECTORS, "Face detector model."),
+        "swapper": _model(engine_options.SWAPPERS, "Face swapper: auto or a catalogue model."),
+        "pixel_boost": {
+            "type": ["string", "integer"],
+            "description": "auto, native, or a crop size: a whole multiple of the swapper's "
+            "native size up to 1024.",
+        },
+        "swapper_weight": _number(0.0, 1.0, "Identity weight: 0.5 = source as is."),
+        "detector": _model(
+            engine_options.DETECTORS, "Face detector: auto, scrfd, many or a model."
+        ),
+        "detector_size": {
+            "type": ["integer", "null"],
+            "enum": [*engine_options.DETECTOR_SIZES, None],
+            "description": "Detector input size (the detector's default when null).",
+        },
         "detector_score": _number(0.05, 0.99, "Minimum detection score."),
+        "detector_angles": _list(
+            {"type": "integer", "enum": list(engine_options.DETECTOR_ANGLES)},
+            "Also detect faces turned by these angles.",
+        ),
+        "landmarker": _model(
+            engine_options.LANDMARKERS, "68-point landmarker: auto, none or a model."
+        ),
         "selector": _choice(engine_options.SELECTORS, "Which target faces to swap."),
+        "face_order": _choice(engine_options.FACE_ORDERS, "Which face 'one' picks."),
+        "face_ages": {
+            "type": ["string", "null"],
+            "pattern": "^\\s*\\d{1,3}\\s*-\\s*\\d{1,3}\\s*$",
+            "description": "Only faces aged MIN-MAX years (needs fairface).",
+        },
+        "face_genders": _list(
+            {"type": "string", "enum": list(engine_options.GENDERS)},
+            "Only faces of these genders (needs fairface).",
+        ),
         "reference_face_index": {
             "type": ["integer", "null"],
             "minimum": 0,
@@ -263,10 +314,44 @@ JOB_OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "With selector=reference and no reference image: the face to use.",
         },
         "reference_distance": _number(0.0, 2.0, "How close a face must be to the reference."),
-        "enhancer": _choice(engine_options.ENHANCERS, "Face restoration model."),
-        "enhancer_blend": _number(0.0, 1.0, "Blend of the restored face."),
+        "enhancer": {
+            "type": ["string", "array"],
+            "items": {"type": "string", "pattern": "^[a-z0-9_.-]{1,64}$"},
+            "maxItems": engine_options.MAX_ENHANCERS,
+            "description": "Face enhancer chain: none, one model, or a list run in order.",
+        },
+        "enhancer_blend": {
+            "type": ["number", "array"],
+            "minimum": 0,
+            "maximum": 1,
+            "items": {"type": "number", "minimum": 0, "maximum": 1},
+            "description": "Blend of the restored face: one value, or one per enhancer.",
+        },
+        "enhancer_fidelity": _number(0.0, 1.0, "Enhancer fidelity weight (CodeFormer)."),
+        "frame_enhancer": _model(engine_options.FRAME_ENHANCERS, "Whole-frame upscaler."),
+        "frame_enhancer_blend": _number(0.0, 1.0, "Blend of the upscaled frame."),
+        "mask_types": _list(
+            {"type": "string", "enum": list(engine_options.MASK_TYPES)},
+            "Masks combined by their minimum.",
+        ),
+        "occluder": _model(engine_options.OCCLUDERS, "Occlusion model: auto, many or a model."),
+        "parser": _model(engine_options.PARSERS, "Face parser for the region mask."),
+        "mask_regions": _list(
+            {"type": "string", "enum": list(engine_options.MASK_REGIONS)},
+            "Regions the region mask keeps.",
+        ),
+        "mask_areas": _list(
+            {"type": "string", "enum": list(engine_options.MASK_AREAS)},
+            "Areas the area mask keeps.",
+        ),
         "mask_blur": _number(0.0, 1.0, "Blur of the face mask's edge."),
-        "mask_padding": _number(0.0, 0.5, "Padding of the face mask."),
+        "mask_padding": {
+            "type": ["number", "array"],
+            "minimum": 0,
+            "maximum": 0.5,
+            "items": {"type": "number", "minimum": 0, "maximum": 0.5},
+            "description": "Padding of the box mask: one value, or top, right, bottom, left.",
+        },
         "color_correction": {"type": "boolean"},
         "blend_mode": _choice(engine_options.BLEND_MODES, "How the face is blended in."),
         "temporal_smoothing": _number(0.0, 0.95, "Video: smoothing of face positions."),
