@@ -50,6 +50,7 @@ RUN uv venv --python 3.11 /opt/venv \
     && uv pip install --no-cache --no-deps -r requirements-nodeps.txt
 
 COPY app.py ./
+COPY assets ./assets
 COPY cli ./cli
 COPY engine ./engine
 COPY scheduler ./scheduler

@@ -2,7 +2,7 @@
 
     python app.py [serve flags]            serve the studio (UI, REST API, metrics)
     python app.py run --source F --target F --output F [options]
-    python app.py models [list | download NAME]
+    python app.py models [list | download NAME | selftest [NAME]]
     python app.py verify FILE [--json]
     python app.py keys create|list|revoke NAME
     python app.py worker --broker URL --devices cuda:0 [--slots N]

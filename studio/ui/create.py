@@ -496,16 +496,16 @@ def _options(values: dict[str, Any]) -> dict[str, Any]:
                 options[name] = value
             continue
         default = defaults.get(name)
+        if name == "enhancer_blend":  # one slider for the chain
+            if float(value) != SWAP_DEFAULTS.enhancer_blend[0]:
+                options[name] = float(value)
+            continue
         if isinstance(default, tuple):
             value = list(value or [])
             if value == list(default):
                 continue
         elif isinstance(default, int) and not isinstance(default, bool):
             value = int(value)
-        if name == "enhancer_blend":
-            value = float(value)
-            if value == SWAP_DEFAULTS.enhancer_blend[0]:
-                continue
         if name == "detector_size":
             value = int(value)
         if value != default:
