@@ -16,7 +16,9 @@ from tqdm import tqdm
 
 from cli.args import ArgumentParser
 from engine.datadir import default_data_dir
+from engine.errors import InvalidOptions
 from engine.models import cli as models_cli
+from engine.models.licences import parse_licence_filter
 from engine.models.manager import ModelManager, default_models_dir
 from engine.models.registry import DEFAULT_RECOGNIZER
 from engine.models.selftest import DEFAULT_THRESHOLD, SelftestResult, run_selftest
@@ -33,10 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--models-dir", type=Path, default=None)
+    parser.add_argument(
+        "--licences",
+        default=None,
+        help="only models of these licence classes (permissive, non-commercial, research, "
+        "unknown; comma-separated), as the studio's --licences",
+    )
     # The directory flags are also accepted after the action (SUPPRESS keeps the parent's).
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS)
     common.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
+    common.add_argument("--licences", default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="action")
     sub.add_parser("list", parents=[common], help="installed and downloadable models")
     download = sub.add_parser(
@@ -73,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
-    manager = ModelManager(args.models_dir or default_models_dir(data_dir))
+    try:
+        licences = parse_licence_filter(args.licences)
+    except ValueError as exc:
+        raise InvalidOptions(str(exc)) from None
+    manager = ModelManager(args.models_dir or default_models_dir(data_dir), licences=licences)
     if args.action == "download":
         models_cli.download_model(manager, args.name)
     elif args.action == "selftest":

@@ -81,8 +81,8 @@ def check_cost(cost: JobCost, max_output_pixels: int | None, max_units: float | 
     if max_output_pixels is not None and cost.output_pixels > max_output_pixels:
         raise InvalidInput(
             f"the output would be {cost.output_width}×{cost.output_height} "
-            f"({cost.output_pixels / 1e6:.0f} megapixels after the frame enhancer); the limit "
-            f"is {max_output_pixels / 1e6:.0f} megapixels (--max-output-megapixels). Choose a "
+            f"({cost.output_pixels / 1e6:.1f} megapixels after the frame enhancer); the limit "
+            f"is {max_output_pixels / 1e6:.1f} megapixels (--max-output-megapixels). Choose a "
             "smaller frame enhancer scale, or none"
         )
     if max_units is not None and cost.units > max_units:
@@ -111,8 +111,9 @@ def native_size(models: ModelManager, swapper: str) -> int:
 
 
 def frame_enhancer_scale(models: ModelManager, name: str | None) -> int:
-    """A frame enhancer's scale from its entry, or its file's shapes; 4 when neither tells
-    (the largest scale of the built-in catalogue, so the bound errs on the safe side)."""
+    """A frame enhancer's scale from its entry, or its file's fixed shapes; 4 when neither
+    tells (dynamic axes; the largest scale of the built-in catalogue, so the bound errs on
+    the safe side)."""
     if not name:
         return 1
     try:
@@ -121,7 +122,13 @@ def frame_enhancer_scale(models: ModelManager, name: str | None) -> int:
         return 1
     if spec.family not in FRAME_ENHANCER_FAMILIES:
         return 1
-    return int(spec.scale) if spec.scale else 4
+    if spec.scale:
+        return int(spec.scale)
+    path = models.path(name)
+    if path is None:
+        return 4
+    stat = path.stat()
+    return _scale_of(str(path), stat.st_size, stat.st_mtime_ns) or 4
 
 
 def trimmed_frames(
@@ -142,6 +149,24 @@ def _file_input_size(models: ModelManager, name: str) -> int:
         return 0
     stat = path.stat()
     return _input_size_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _scale_of(path: str, size: int, mtime_ns: int) -> int:
+    """Output size over input size of a file with fixed spatial axes (0 if dynamic)."""
+    from engine.families.io import file_tensors
+
+    try:
+        inputs, outputs = file_tensors(path)
+    except ModelUnavailable:
+        return 0
+    if not inputs or not outputs or not inputs[0].shape or not outputs[0].shape:
+        return 0
+    source, result = inputs[0].shape, outputs[0].shape
+    if len(source) != 4 or len(result) != 4 or not source[2] or not result[2]:
+        return 0
+    scale, rest = divmod(int(result[2]), int(source[2]))
+    return scale if rest == 0 and scale >= 1 else 0
 
 
 @functools.lru_cache(maxsize=64)

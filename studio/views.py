@@ -67,7 +67,7 @@ def job_json(job: Job, base_url: str = "") -> dict[str, Any]:
         },
         "result": {
             key: result[key]
-            for key in ("faces_swapped", "frames", "swapper", "detector", "warnings")
+            for key in ("faces_swapped", "frames", "swapper", "detector", "warnings", "models")
             if key in result
         }
         or None,

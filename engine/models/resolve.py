@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidOptions, ModelUnavailable
-from engine.families.table import SWAPPER_FAMILIES
+from engine.families.table import MAX_PIXEL_BOOST, SWAPPER_FAMILIES
 from engine.models.registry import DEFAULT_RECOGNIZER, REGISTRY, ModelSpec
 from engine.options import ParsedOptions, SwapOptions, shown
 
@@ -440,8 +440,35 @@ class _Resolver:
                     f"({'many' if len(names) > 1 else family}): choose one of {offered}"
                 )
 
+    def check_pixel_boost(self, swapper: str) -> None:
+        """A pixel-boost size must be a whole multiple of the swapper's native size, up to
+        1024: refused at submit, never discovered at the first face."""
+        choice = self.options.pixel_boost
+        if choice in ("auto", "native") or swapper == BUILTIN_SWAPPER:
+            return
+        native = self.native_size(swapper)
+        size = int(choice)
+        if native and (size % native or size < native or size > MAX_PIXEL_BOOST):
+            sizes = ", ".join(str(native * k) for k in range(1, MAX_PIXEL_BOOST // native + 1))
+            raise InvalidOptions(
+                f"pixel_boost {size} is not available for {swapper} (native size {native}): "
+                f"choose auto, native or one of {sizes}"
+            )
+
+    def native_size(self, swapper: str) -> int:
+        from engine.cost import native_size
+
+        if self.installed is not None:
+            return native_size(self.installed, swapper)
+        spec = self.catalogue.get(swapper)
+        family = SWAPPER_FAMILIES.get(spec.family) if spec is not None else None
+        if family is None:
+            return 0
+        return spec.input_size if isinstance(spec.input_size, int) else family.default_size
+
     def resolve(self) -> ResolvedModels:
         swapper = self.swapper()
+        self.check_pixel_boost(swapper)
         detector, detectors = self.detectors()
         self.check_detector_size(detectors or (detector,))
         recognizer = self.recognizer(swapper)
