@@ -40,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", required=True, type=Path, help="target image or video")
     parser.add_argument("--output", required=True, type=Path, help="output file")
     parser.add_argument(
-        "--reference", type=Path, help="image of the face to replace (selector reference)"
+        "--reference",
+        type=Path,
+        action="append",
+        default=[],
+        help="image of a face to replace (selector reference); repeat it for face_map's "
+        "reference entries, which count them from 0",
     )
     parser.add_argument(
         "--devices", default="cpu", help="device(s), e.g. cpu, cuda:0 or cuda:0,cuda:1"
@@ -167,7 +172,8 @@ def main(argv: list[str]) -> int:
         target=args.target,
         output=args.output,
         options=options,
-        reference=args.reference,
+        reference=args.reference[0] if args.reference else None,
+        references=list(args.reference),
         workdir=args.workdir,
         content_threshold=args.content_threshold,
         stamp=prepare_stamp(data_dir, job_id),

@@ -47,6 +47,8 @@ class JobRequest:
     options: dict | ParsedOptions = field(default_factory=dict)
     models: tuple[ModelRef, ...] | None = None
     reference: Path | None = None
+    # Reference images that face_map's ``reference`` entries name, in upload order.
+    references: list[Path] = field(default_factory=list)
     workdir: Path | None = None
     extra_option_keys: tuple[str, ...] = ()
     # The operator's content-gate threshold; None only where a gate already ran at submit.
@@ -121,8 +123,11 @@ def run_job(
     progress = progress or ignore_progress
     cancel = cancel or CancelToken()
     options = parsed_options(request)
-    if request.models is not None:  # a missing model fails now, before any work
+    # A missing model fails now, before any work (the spec's models, or the options').
+    if request.models is not None:
         engines[0].resolve_refs(request.models, options.swap)
+    else:
+        engines[0].resolve(options.swap)
     kind = target_kind(request.target)
     imageio.check_output_dir(request.output)
     if kind == "image":
@@ -147,10 +152,17 @@ def run_job(
         if request.reference
         else None
     )
+    references = [
+        imageio.load_image(path, max_pixels=request.max_pixels) for path in request.references
+    ]
     progress(Progress(stage="prepare", done=0, total=None))
     if kind == "image":
-        return _run_image(engines[0], request, options, sources, reference_image, progress, cancel)
-    return _run_video(engines, request, options, sources, reference_image, progress, cancel)
+        return _run_image(
+            engines[0], request, options, sources, reference_image, references, progress, cancel
+        )
+    return _run_video(
+        engines, request, options, sources, reference_image, references, progress, cancel
+    )
 
 
 def _check_image_output(output: Path) -> None:
@@ -167,6 +179,7 @@ def _run_image(
     options: ParsedOptions,
     sources: list[np.ndarray],
     reference_image: np.ndarray | None,
+    references: list[np.ndarray],
     progress: ProgressCallback,
     cancel: CancelToken,
 ) -> JobResult:
@@ -174,7 +187,12 @@ def _run_image(
     cancel.raise_if_canceled()
     started = time.monotonic()
     swapper = engine.prepare(
-        sources, options.swap, reference_image, reference_target=target, models=request.models
+        sources,
+        options.swap,
+        reference_image,
+        reference_target=target,
+        models=request.models,
+        references=references,
     )
     cancel.raise_if_canceled()
     progress(Progress(stage="swap", done=0, total=1))
@@ -217,16 +235,23 @@ def _run_video(
     options: ParsedOptions,
     sources: list[np.ndarray],
     reference_image: np.ndarray | None,
+    references: list[np.ndarray],
     progress: ProgressCallback,
     cancel: CancelToken,
 ) -> JobResult:
     from engine import video
 
     info = video.probe(request.target)
-    first = video.read_frame(request.target, 0) if options.swap.selector == "reference" else None
+    needs_first = options.swap.selector == "reference" or options.swap.face_map
+    first = video.read_frame(request.target, 0) if needs_first else None
     processors: list[FrameSwapper] = [
         engine.prepare(
-            sources, options.swap, reference_image, reference_target=first, models=request.models
+            sources,
+            options.swap,
+            reference_image,
+            reference_target=first,
+            models=request.models,
+            references=references,
         )
         for engine in engines
     ]

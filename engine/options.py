@@ -76,6 +76,26 @@ PARSERS = ("auto", *_catalogue_names("parser"))
 LANDMARKERS = ("auto", "none", *_catalogue_names("landmarker"))
 
 
+FACE_MAP_KINDS = ("face", "track", "reference")
+MAX_FACE_MAP = 64
+
+
+@dataclass(frozen=True)
+class FaceMapEntry:
+    """One ``face_map`` entry: the source(s) ``source`` (indices of uploaded sources,
+    averaged into one identity) for the target face ``kind`` = ``face`` (index in the
+    first frame that has faces, counted left to right), ``track`` (a track id of the
+    video's analysis pass) or ``reference`` (index of an uploaded reference image)."""
+
+    source: tuple[int, ...]
+    kind: str
+    index: int
+
+    def to_dict(self) -> dict[str, Any]:
+        source: Any = self.source[0] if len(self.source) == 1 else list(self.source)
+        return {"source": source, self.kind: self.index}
+
+
 @dataclass(frozen=True)
 class SwapOptions:
     """How faces are found, chosen, swapped, masked and enhanced.
@@ -115,6 +135,7 @@ class SwapOptions:
     blend_mode: str = "alpha"
     temporal_smoothing: float = 0.0
     detect_every: int = 1
+    face_map: tuple[FaceMapEntry, ...] = ()
 
     def validate(self) -> SwapOptions:
         for name in ("swapper", "detector", "frame_enhancer", "occluder", "parser", "landmarker"):
@@ -157,7 +178,14 @@ class SwapOptions:
         _integer("detect_every", self.detect_every, 1, 30)
         if self.reference_face_index is not None:
             _integer("reference_face_index", self.reference_face_index, 0, 1000)
+        targets = [(entry.kind, entry.index) for entry in self.face_map]
+        if len(set(targets)) != len(targets):
+            raise InvalidOptions("face_map maps the same target face twice")
         return self
+
+    def source_count_needed(self) -> int:
+        """How many sources ``face_map`` refers to (the highest index + 1)."""
+        return max((max(entry.source) + 1 for entry in self.face_map), default=0)
 
     def blend_for(self, index: int) -> float:
         """The blend of the ``index``-th enhancer of the chain."""
@@ -290,6 +318,7 @@ def parse_options(raw: dict[str, Any] | None, extra_keys: tuple[str, ...] = ()) 
 def options_to_dict(parsed: ParsedOptions) -> dict[str, Any]:
     """The inverse of ``parse_options``: a flat JSON-safe mapping (the canonical form)."""
     flat = {**dataclasses.asdict(parsed.swap), **dataclasses.asdict(parsed.output)}
+    flat["face_map"] = [entry.to_dict() for entry in parsed.swap.face_map]
     return {**{k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}, **parsed.extra}
 
 
@@ -310,6 +339,8 @@ def _trusted_value(key: str, value: Any) -> Any:
         return () if value == "none" else (value,)
     if key == "enhancer_blend" and isinstance(value, int | float):
         return (float(value),)
+    if key == "face_map":
+        return tuple(_face_map_entry(item, number) for number, item in enumerate(value or ()))
     if isinstance(value, list):
         return tuple(value)
     return value
@@ -382,6 +413,8 @@ def _coerce(key: str, value: Any, spec: dataclasses.Field) -> Any:
         if key == "mask_padding" and len(numbers) == 1:
             return numbers[0]
         return numbers
+    if key == "face_map":
+        return parse_face_map(value)
     if key == "pixel_boost":
         if isinstance(value, bool):
             raise InvalidOptions(f"option {shown(key)} must be auto, native or a size in pixels")
@@ -433,6 +466,69 @@ def _is_integral(value: Any) -> bool:
         digits = value.strip().lstrip("-")
         return digits.isdigit() and len(digits) <= MAX_INTEGER_DIGITS
     return False
+
+
+def parse_face_map(value: Any) -> tuple[FaceMapEntry, ...]:
+    """``face_map`` from the API's JSON array, or the CLI's ``0:0,1:3`` (source:face) or a
+    JSON string."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return ()
+        if text.startswith("["):
+            import json
+
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise InvalidOptions(f"face_map is not valid JSON: {exc}") from None
+        else:
+            value = [_pair(part) for part in text.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise InvalidOptions("face_map must be a list of {source, face|track|reference} entries")
+    if len(value) > MAX_FACE_MAP:
+        raise InvalidOptions(f"face_map takes at most {MAX_FACE_MAP} entries")
+    return tuple(_face_map_entry(item, number) for number, item in enumerate(value))
+
+
+def _pair(text: str) -> dict[str, Any]:
+    source, sep, face = text.strip().partition(":")
+    if not sep:
+        raise InvalidOptions(
+            f"face_map entry {shown(text)} must be SOURCE:FACE (e.g. 0:0,1:3) or JSON"
+        )
+    return {"source": source.strip(), "face": face.strip()}
+
+
+def _face_map_entry(item: Any, number: int) -> FaceMapEntry:
+    where = f"face_map entry {number}"
+    if isinstance(item, FaceMapEntry):
+        return item
+    if not isinstance(item, dict):
+        raise InvalidOptions(f"{where} must be an object with source and face|track|reference")
+    kinds = [kind for kind in FACE_MAP_KINDS if kind in item]
+    unknown = set(item) - {"source", *FACE_MAP_KINDS}
+    if unknown or len(kinds) != 1 or "source" not in item:
+        raise InvalidOptions(
+            f"{where} must have 'source' and exactly one of face, track, reference; "
+            f"got keys {', '.join(sorted(map(str, item)))}"
+        )
+    kind = kinds[0]
+    index = _index(f"{where} {kind}", item[kind])
+    raw = item["source"]
+    sources = raw if isinstance(raw, list | tuple) else [raw]
+    if not sources or len(sources) > 16:
+        raise InvalidOptions(f"{where} source must be an index or a list of 1 to 16 indices")
+    source = tuple(_index(f"{where} source", value) for value in sources)
+    if len(set(source)) != len(source):
+        raise InvalidOptions(f"{where} lists a source twice")
+    return FaceMapEntry(source, kind, index)
+
+
+def _index(what: str, value: Any) -> int:
+    if isinstance(value, bool) or not _is_integral(value) or int(value) < 0 or int(value) > 10_000:
+        raise InvalidOptions(f"{what} must be a whole number from 0; got {shown(value)}")
+    return int(value)
 
 
 def _boost_text(value: float) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 
 from engine.devices import Device
 from engine.errors import InvalidOptions, NoFaceFound
+from engine.face_map import FaceMapping
 from engine.faces import Face
 from engine.frame import FrameResult
 from engine.models.manager import ModelManager
@@ -371,6 +372,7 @@ class FaceEngine:
         reference_image: np.ndarray | None = None,
         reference_target: np.ndarray | None = None,
         models: Sequence[ModelRef] | None = None,
+        references: Sequence[np.ndarray] = (),
     ) -> FrameSwapper:
         """Resolve models and the source identity once; the result swaps frame after frame.
 
@@ -378,9 +380,17 @@ class FaceEngine:
         are used as they are, each checked to be installed with its checksum; a missing
         one is ``ModelUnavailable`` naming it, never a reason to run another model. None
         (a job from before specs carried models) resolves ``options`` here, as before.
+        ``references``: the uploaded reference images ``face_map``'s ``reference``
+        entries name; ``reference_target``: the image (or first frame) whose faces its
+        ``face`` entries count.
         """
         resolved = self.resolve(options) if models is None else self.resolve_refs(models, options)
         swapper = self.swapper(resolved.swapper, resolved.converter)
+        if options.face_map:
+            mapping = self.face_mapping(
+                sources, options, references, reference_target, swapper.needs_embedding, resolved
+            )
+            return FrameSwapper(self, resolved, options, None, None, mapping=mapping)
         source = self.source_identity(
             sources, options, needs_embedding=swapper.needs_embedding, resolved=resolved
         )
@@ -388,6 +398,48 @@ class FaceEngine:
             options, reference_image, reference_target, resolved=resolved
         )
         return FrameSwapper(self, resolved, options, source, reference)
+
+    def face_mapping(
+        self,
+        sources: Sequence[np.ndarray],
+        options: SwapOptions,
+        references: Sequence[np.ndarray],
+        first_frame: np.ndarray | None,
+        needs_embedding: bool,
+        resolved: ResolvedModels,
+    ) -> FaceMapping:
+        """The identities of ``face_map``: one per distinct source set, each reference's
+        largest face embedded; indices checked against what was uploaded."""
+        from engine.face_map import check_indices
+
+        entries = options.face_map
+        faces = None
+        if first_frame is not None and any(entry.kind == "face" for entry in entries):
+            faces = len(self.detect(first_frame, options, resolved=resolved)) or None
+        check_indices(entries, len(sources), len(references), faces)
+        identities: dict[tuple[int, ...], SourceIdentity] = {}
+        for entry in entries:
+            if entry.source not in identities:
+                identities[entry.source] = self.source_identity(
+                    [sources[i] for i in entry.source],
+                    options,
+                    needs_embedding=needs_embedding,
+                    resolved=resolved,
+                )
+        by_reference = []
+        for entry in entries:
+            if entry.kind != "reference":
+                continue
+            found = self.detect(references[entry.index], options, embed=True, resolved=resolved)
+            if not found or found[0].embedding is None:
+                raise NoFaceFound(f"no face found in reference image {entry.index}")
+            by_reference.append((found[0].embedding, identities[entry.source]))
+        return FaceMapping(
+            by_face={e.index: identities[e.source] for e in entries if e.kind == "face"},
+            by_track={e.index: identities[e.source] for e in entries if e.kind == "track"},
+            by_reference=tuple(by_reference),
+            reference_distance=options.reference_distance,
+        )
 
 
 def models_record(models: ModelManager, resolved: ResolvedModels) -> list[dict[str, str]]:
@@ -472,9 +524,10 @@ class FrameSwapper:
     engine: FaceEngine
     resolved: ResolvedModels
     options: SwapOptions
-    source: SourceIdentity
+    source: SourceIdentity | None
     reference: np.ndarray | None = None
     notes: set[str] = field(default_factory=set)
+    mapping: FaceMapping | None = None
     _masks: object = None
     _previous: list[Face] = field(default_factory=list)
     _frame_index: int = 0
@@ -482,7 +535,13 @@ class FrameSwapper:
     def fork(self) -> FrameSwapper:
         """A fresh stream state for another lane or segment; notes are shared."""
         return FrameSwapper(
-            self.engine, self.resolved, self.options, self.source, self.reference, self.notes
+            self.engine,
+            self.resolved,
+            self.options,
+            self.source,
+            self.reference,
+            self.notes,
+            self.mapping,
         )
 
     def models_used(self) -> list[dict[str, str]]:
@@ -505,32 +564,49 @@ class FrameSwapper:
         self._previous = faces
         return faces
 
+    def assignments(self, frame: np.ndarray) -> list[tuple[Face, SourceIdentity]]:
+        """The faces of this frame to swap, each with the identity it receives."""
+        if self.mapping is None:
+            assert self.source is not None
+            return [(face, self.source) for face in self.faces(frame)]
+        self._frame_index += 1
+        detector = self.engine.face_detector(self.resolved, self.options)
+        faces = detector.detect(frame, self.options.detector_score)
+        faces = self.engine.annotate(frame, faces, self.resolved)
+        if self.mapping.by_reference and self.resolved.recognizer:
+            recognizer = self.engine.recognizer(self.resolved.recognizer)
+            for face in faces:
+                face.embedding = recognizer.embed(frame, face)
+        return self.mapping.assign(self._filter(faces))
+
     def process(self, frame: np.ndarray) -> FrameResult:
-        faces = self.faces(frame)
+        pairs = self.assignments(frame)
         result = frame
-        if faces:
-            result = self._swap_faces(result, faces)
-            result = self._enhance_faces(result, faces)
+        if pairs:
+            result = self._swap_faces(result, pairs)
+            result = self._enhance_faces(result, [face for face, _ in pairs])
         if self.resolved.frame_enhancer:
             enhancer = self.engine.frame_enhancer(self.resolved.frame_enhancer)
             result = enhancer.enhance(result, blend=self.options.frame_enhancer_blend)
-        return FrameResult(image=result, faces_swapped=len(faces))
+        return FrameResult(image=result, faces_swapped=len(pairs))
 
-    def _swap_faces(self, frame: np.ndarray, faces: list[Face]) -> np.ndarray:
+    def _swap_faces(
+        self, frame: np.ndarray, pairs: list[tuple[Face, SourceIdentity]]
+    ) -> np.ndarray:
         swapper = self.engine.swapper(self.resolved.swapper, self.resolved.converter)
         if self.resolved.swapper == BUILTIN_SWAPPER:
-            for face in faces:
-                frame = swapper.swap(frame, face, self.source, self.options)
+            for face, identity in pairs:
+                frame = swapper.swap(frame, face, identity, self.options)
             return frame
         mask_builder = self._mask_builder()
         weighted = self.options.swapper_weight != 0.5 and swapper.needs_embedding
         recognizer = self.engine.recognizer(self.resolved.recognizer) if weighted else None
-        for face in faces:
+        for face, identity in pairs:
             target_embedding = recognizer.embed(frame, face) if recognizer is not None else None
             frame = swapper.swap(
                 frame,
                 face,
-                self.source,
+                identity,
                 self.options,
                 size=self._boost_size(swapper, face),
                 target_embedding=target_embedding,

@@ -128,6 +128,9 @@ class JobSpec:
     sources: tuple[StoredFile, ...] = ()
     target: StoredFile | None = None
     reference: StoredFile | None = None
+    # Every uploaded reference image, in order (face_map's ``reference`` entries index
+    # them); ``reference`` is the first, which the ``reference`` selector uses.
+    references: tuple[StoredFile, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
     output: str = "result"
     limits: InputLimits = field(default_factory=InputLimits)
@@ -138,6 +141,7 @@ class JobSpec:
     def inputs(self) -> list[StoredFile]:
         files = list(self.sources)
         files += [f for f in (self.target, self.reference) if f is not None]
+        files += [f for f in self.references if f not in files]
         return files
 
     @property
@@ -187,6 +191,7 @@ class JobSpec:
             sources=tuple(StoredFile(**item) for item in data.get("sources", ())),
             target=stored(data.get("target")),
             reference=stored(data.get("reference")),
+            references=tuple(StoredFile(**item) for item in data.get("references") or ()),
             options=options,
             output=data.get("output", "result"),
             limits=InputLimits.from_dict(data.get("limits")),

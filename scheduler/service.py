@@ -223,6 +223,7 @@ class Scheduler:
         priority: int | None = None,
         idempotency_key: str | None = None,
         reference: InputArg | None = None,
+        references: Sequence[InputArg] = (),
         time_limit: float | None = None,
         max_attempts: int | None = None,
         hand_over_files: bool = False,
@@ -259,9 +260,22 @@ class Scheduler:
             self._upload("source", item, f"source {n}") for n, item in enumerate(sources, 1)
         ]
         target_upload = self._upload("target", target, "target") if target else None
-        reference_upload = self._upload("reference", reference, "reference") if reference else None
+        if reference is not None and not references:
+            references = [reference]
+        reference_uploads = [
+            self._upload("reference", item, f"reference {n}")
+            for n, item in enumerate(references, 1)
+        ]
+        reference_upload = reference_uploads[0] if reference_uploads else None
         limits = self.config.input_limits
-        submission = Submission(source_uploads, target_upload, reference_upload, options, limits)
+        submission = Submission(
+            source_uploads,
+            target_upload,
+            reference_upload,
+            options,
+            limits,
+            references=reference_uploads,
+        )
         if task_kind.validate is not None:
             await asyncio.to_thread(task_kind.validate, submission)
         models = await asyncio.to_thread(self._resolve_models, kind, parsed)
@@ -272,12 +286,17 @@ class Scheduler:
         for number, upload in enumerate(source_uploads, 1):
             stored.append((_stored(upload, f"source-{number}"), upload))
         target_file = _stored(target_upload, "target") if target_upload else None
-        reference_file = _stored(reference_upload, "reference") if reference_upload else None
+        reference_files = [
+            _stored(upload, "reference" if n == 1 else f"reference-{n}")
+            for n, upload in enumerate(reference_uploads, 1)
+        ]
+        reference_file = reference_files[0] if reference_files else None
         spec = JobSpec(
             kind=kind,
             sources=tuple(item for item, _ in stored),
             target=target_file,
             reference=reference_file,
+            references=tuple(reference_files) if len(reference_files) > 1 else (),
             options=options,
             output=task_kind.output_name(submission),
             limits=limits,
@@ -286,8 +305,8 @@ class Scheduler:
         copies = [InputFile(item.name, _data(upload), hand_over_files) for item, upload in stored]
         if target_file and target_upload:
             copies.append(InputFile(target_file.name, _data(target_upload), hand_over_files))
-        if reference_file and reference_upload:
-            copies.append(InputFile(reference_file.name, _data(reference_upload), hand_over_files))
+        for item, upload in zip(reference_files, reference_uploads, strict=True):
+            copies.append(InputFile(item.name, _data(upload), hand_over_files))
         try:
             input_bytes, sync = await asyncio.to_thread(self.files.store_inputs, job_id, copies)
         except OSError as exc:

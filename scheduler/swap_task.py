@@ -80,9 +80,15 @@ def validate_swap(submission: Submission) -> None:
         check_video(submission.target)
     else:
         image_format(submission.target, "target", limits)
-    if submission.reference is not None:
-        image_format(submission.reference, "reference", limits)
+    references = submission.references or (
+        [submission.reference] if submission.reference is not None else []
+    )
+    if len(references) > limits.max_sources:
+        raise InvalidInput(f"at most {limits.max_sources} reference images are allowed")
+    for number, reference in enumerate(references):
+        image_format(reference, f"reference {number}", limits)
     options = submission.options
+    check_face_map(options, len(submission.sources), len(references))
     if (
         options.get("selector") == "reference"
         and submission.reference is None
@@ -91,6 +97,16 @@ def validate_swap(submission: Submission) -> None:
         raise InvalidOptions(
             "selector 'reference' needs a reference image or a reference_face_index"
         )
+
+
+def check_face_map(options: dict[str, Any], sources: int, references: int) -> None:
+    """``face_map`` names only sources and references that were uploaded (its face and
+    track indices are checked against the target when the job starts)."""
+    from engine.face_map import check_indices
+    from engine.options import parse_face_map
+
+    entries = parse_face_map(options.get("face_map") or [])
+    check_indices(entries, sources, references, None)
 
 
 def swap_output_name(submission: Submission) -> str:
@@ -118,6 +134,7 @@ def run_swap(ctx: TaskContext) -> dict[str, Any]:
         options=ctx.spec.engine_options,
         models=ctx.spec.models,
         reference=ctx.reference,
+        references=ctx.references,
         workdir=ctx.workdir,
         content_threshold=ctx.settings.get("content_threshold", DEFAULT_CONTENT_THRESHOLD),
         stamp=prepare_stamp(data_dir, ctx.job_id) if data_dir else None,

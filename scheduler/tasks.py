@@ -54,6 +54,7 @@ class Submission:
     reference: Upload | None
     options: dict[str, Any]
     limits: InputLimits = field(default_factory=InputLimits)
+    references: list[Upload] = field(default_factory=list)  # every reference, in order
 
 
 @dataclass
@@ -88,6 +89,12 @@ class TaskContext:
     @property
     def reference(self) -> Path | None:
         return self.input_path(self.spec.reference) if self.spec.reference else None
+
+    @property
+    def references(self) -> list[Path]:
+        """Every reference image, in upload order (the first is ``reference``)."""
+        stored = self.spec.references or ((self.spec.reference,) if self.spec.reference else ())
+        return [self.input_path(item) for item in stored]
 
 
 TaskFn = Callable[[TaskContext], "dict[str, Any] | None"]

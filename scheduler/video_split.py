@@ -168,9 +168,16 @@ def _prepare(ctx: TaskContext) -> _Prepared:
     limit = ctx.spec.limits.max_pixels
     sources = load_sources(ctx.sources, limit)
     reference = imageio.load_image(ctx.reference, max_pixels=limit) if ctx.reference else None
-    first = read_frame(ctx.target, 0) if options.swap.selector == "reference" else None
+    references = [imageio.load_image(path, max_pixels=limit) for path in ctx.references]
+    needs_first = options.swap.selector == "reference" or options.swap.face_map
+    first = read_frame(ctx.target, 0) if needs_first else None
     swapper = warm_engine(ctx).prepare(
-        sources, options.swap, reference, reference_target=first, models=ctx.spec.models
+        sources,
+        options.swap,
+        reference,
+        reference_target=first,
+        models=ctx.spec.models,
+        references=references,
     )
     processor: Any = swapper
     data_dir = ctx.settings.get("data_dir")

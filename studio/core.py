@@ -100,6 +100,7 @@ class Studio:
             self.guard,
             checks=[self.content_gate] if config.content_gate == "submit" else [],
             models=self.models,
+            face_engine=lambda: self.face_engine(),
         )
         self.events = EventPump(
             self.scheduler,

@@ -48,6 +48,9 @@ class SubmitRequest:
     sources: list[UploadedFile]
     target: UploadedFile | None
     reference: UploadedFile | None = None
+    # Every ``reference`` upload in order (face_map's reference entries index them);
+    # ``reference`` alone is the one-reference form, used when this is empty.
+    references: list[UploadedFile] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     via: str = "api"  # "api" | "ui"
@@ -55,6 +58,12 @@ class SubmitRequest:
     # submit: the scheduler may link them into the job instead of copying them.
     private_files: bool = False
     checked: list[limits.CheckedUpload] = field(default_factory=list)
+
+    @property
+    def all_references(self) -> list[UploadedFile]:
+        if self.references:
+            return list(self.references)
+        return [self.reference] if self.reference is not None else []
 
 
 # A check run on every submission after the built-in ones and before the job is
@@ -79,9 +88,11 @@ class Submitter:
         guard: WebhookGuard,
         checks: list[SubmitCheck],
         models: ModelManager | None = None,
+        face_engine: Callable[[], Any] | None = None,
     ) -> None:
         self.config = config
         self.models = models
+        self.face_engine = face_engine
         self.scheduler = scheduler
         self.metrics = metrics
         self.guard = guard
@@ -121,15 +132,7 @@ class Submitter:
         callback = options.get("callback_url")
         if callback is not None:
             await self.guard.check(callback)
-        cfg = self.config.limits
-        if not request.sources:
-            raise InvalidInput("at least one source image is required")
-        if len(request.sources) > cfg.max_sources:
-            raise InvalidInput(f"at most {cfg.max_sources} source images are allowed")
-        if request.target is None:
-            raise InvalidInput("a target image or video is required")
-        request.checked = await asyncio.to_thread(self._check_files, request)
-        await asyncio.to_thread(self._check_cost, parsed, request.checked[-1])
+        await self.check_uploads(request, parsed)
         for check in self.checks:
             await check(request)
         return await self.scheduler.submit(
@@ -138,11 +141,25 @@ class Submitter:
             (request.target.original, request.target.path),
             parsed,  # parsed once, here; the scheduler stores it and resolves its models
             idempotency_key=request.idempotency_key,
-            reference=(request.reference.original, request.reference.path)
-            if request.reference
-            else None,
+            references=[(item.original, item.path) for item in request.all_references],
             hand_over_files=request.private_files,
         )
+
+    async def check_uploads(
+        self, request: SubmitRequest, parsed: ParsedOptions, frames: int | None = None
+    ) -> None:
+        """The checks of a submission's files: counts, upload limits, readable headers and
+        the bounded cost of the work (``frames``: how many frames it processes; None: the
+        trimmed target's). Sets ``request.checked``. Previews pass the same checks."""
+        cfg = self.config.limits
+        if not request.sources:
+            raise InvalidInput("at least one source image is required")
+        if len(request.sources) > cfg.max_sources:
+            raise InvalidInput(f"at most {cfg.max_sources} source images are allowed")
+        if request.target is None:
+            raise InvalidInput("a target image or video is required")
+        request.checked = await asyncio.to_thread(self._check_files, request)
+        await asyncio.to_thread(self._check_cost, parsed, request.checked[-1], frames)
 
     async def check_batch_size(self, owner: str, batch_id: str | None, adding: int) -> None:
         """``--max-batch``: a batch (the targets of one submission) has a bounded size."""
@@ -159,7 +176,9 @@ class Submitter:
         jobs = await self.scheduler.list(owner, limit=1000)
         return [job for job in jobs if (job.spec.options or {}).get("batch_id") == batch_id]
 
-    def _check_cost(self, parsed: ParsedOptions, target: limits.CheckedUpload) -> None:
+    def _check_cost(
+        self, parsed: ParsedOptions, target: limits.CheckedUpload, frames: int | None = None
+    ) -> None:
         """``--max-output-megapixels`` and ``--max-job-cost``: the work is bounded before a
         job exists (``engine.cost``), from the target's size and the chosen models."""
         cfg = self.config.limits
@@ -172,11 +191,12 @@ class Submitter:
             return  # the scheduler's resolution reports a missing model with its fix
         native = native_size(models, resolved.swapper)
         scale = frame_enhancer_scale(models, resolved.frame_enhancer)
-        frames = 1
-        if target.kind == "video":
-            frames = trimmed_frames(
-                target.frames, target.duration, parsed.output.trim_start, parsed.output.trim_end
-            )
+        if frames is None:
+            frames = 1
+            if target.kind == "video":
+                frames = trimmed_frames(
+                    target.frames, target.duration, parsed.output.trim_start, parsed.output.trim_end
+                )
         cost = job_cost(
             parsed.swap,
             width=target.width,
@@ -193,9 +213,20 @@ class Submitter:
             limits.check_image(item.path, f"source {n}", item.original, cfg)
             for n, item in enumerate(request.sources, 1)
         ]
-        if request.reference is not None:
-            ref = request.reference
-            checked.append(limits.check_image(ref.path, "reference", ref.original, cfg))
+        for number, ref in enumerate(request.all_references):
+            label = "reference" if len(request.all_references) == 1 else f"reference {number}"
+            checked.append(limits.check_image(ref.path, label, ref.original, cfg))
         assert request.target is not None
         checked.append(limits.check_target(request.target.path, request.target.original, cfg))
         return checked
+
+
+def _first_image(target: limits.CheckedUpload):
+    """The target image, or a video target's first frame."""
+    if target.kind == "video":
+        from engine.video.decode import read_frame
+
+        return read_frame(target.path, 0)
+    from engine import imageio
+
+    return imageio.load_image(target.path)

@@ -154,7 +154,8 @@ def needs_recognizer(options: SwapOptions, swapper: str, catalogue=REGISTRY) -> 
     reference face, or an identity weight that mixes in the target's identity."""
     spec = catalogue.get(swapper)
     embedding = swapper_needs_embedding(spec)
-    return embedding or options.selector == "reference"
+    by_reference = any(entry.kind == "reference" for entry in options.face_map)
+    return embedding or options.selector == "reference" or by_reference
 
 
 class _Resolver:
@@ -298,7 +299,8 @@ class _Resolver:
         why = (
             f"{swapper} needs the {name} recognizer for the source identity"
             if swapper_needs_embedding(spec)
-            else f"the 'reference' face selector compares faces with the {name} recognizer"
+            else f"the 'reference' face selector and face_map's reference entries compare "
+            f"faces with the {name} recognizer"
         )
         raise ModelUnavailable(
             f"{why}, which is not installed; run: python app.py models download {name}"
