@@ -25,6 +25,7 @@ SELECTORS = ("one", "many", "reference")
 BLEND_MODES = ("alpha", "poisson")
 VIDEO_CODECS = ("h264", "hevc", "vp9", "mpeg4")
 CONTAINERS = ("mp4", "webm", "mov", "mkv")
+TRIM_MODES = ("cut", "keep")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
 MASK_TYPES = ("box", "occlusion", "region", "area")
 MASK_REGIONS = (
@@ -233,6 +234,7 @@ class OutputOptions:
     container: str | None = None
     trim_start: float | None = None
     trim_end: float | None = None
+    trim_mode: str = "cut"  # cut: output only the range; keep: the whole clip, outside untouched
     segment_seconds: float = 10.0
     keep_audio: bool = True
 
@@ -247,6 +249,7 @@ class OutputOptions:
             value = getattr(self, name)
             if value is not None:
                 _number(name, value, 0.0, 86_400.0)
+        _choice("trim_mode", self.trim_mode, TRIM_MODES)
         trimmed = self.trim_start is not None and self.trim_end is not None
         if trimmed and self.trim_end <= self.trim_start:
             raise InvalidOptions("trim_end must be after trim_start")

@@ -367,6 +367,11 @@ JOB_OPTIONS_SCHEMA: dict[str, Any] = {
         },
         "trim_start": {"type": ["number", "null"], "minimum": 0, "maximum": 86400},
         "trim_end": {"type": ["number", "null"], "minimum": 0, "maximum": 86400},
+        "trim_mode": _choice(
+            engine_options.TRIM_MODES,
+            "cut: output only the trimmed range; keep: the whole clip, frames outside the "
+            "range copied through unprocessed.",
+        ),
         "segment_seconds": _number(0.5, 3600.0, "Video segment length for parallel work."),
         "keep_audio": {"type": "boolean"},
         "priority": _integer(-MAX_PRIORITY, MAX_PRIORITY, "Higher runs first."),
