@@ -135,6 +135,7 @@ class SwapOptions:
     color_correction: bool = True
     blend_mode: str = "alpha"
     temporal_smoothing: float = 0.0
+    temporal_blend: float = 0.0
     detect_every: int = 1
     face_map: tuple[FaceMapEntry, ...] = ()
 
@@ -176,6 +177,7 @@ class SwapOptions:
         for value in padding4(self.mask_padding):
             _number("mask_padding", value, 0.0, 0.5)
         _number("temporal_smoothing", self.temporal_smoothing, 0.0, 0.95)
+        _number("temporal_blend", self.temporal_blend, 0.0, 0.9)
         _integer("detect_every", self.detect_every, 1, 30)
         if self.reference_face_index is not None:
             _integer("reference_face_index", self.reference_face_index, 0, 1000)

@@ -355,6 +355,16 @@ JOB_OPTIONS_SCHEMA: dict[str, Any] = {
         "color_correction": {"type": "boolean"},
         "blend_mode": _choice(engine_options.BLEND_MODES, "How the face is blended in."),
         "temporal_smoothing": _number(0.0, 0.95, "Video: smoothing of face positions."),
+        "temporal_blend": _number(
+            0.0, 0.9, "Video: blend each face with its previous frame's swap (damps flicker)."
+        ),
+        "face_map": {
+            "type": ["array", "string"],
+            "maxItems": 64,
+            "items": {"type": "object"},
+            "description": "A source per face: [{source: S, face: F | track: T | reference: R}]; "
+            "S an uploaded source's index (or a list, averaged), faces counted left to right.",
+        },
         "detect_every": _integer(1, 30, "Video: detect faces every N frames."),
         "quality": _integer(1, 100, "Image output quality (JPEG, WebP)."),
         "video_codec": _choice(engine_options.VIDEO_CODECS, "Video codec."),
