@@ -272,10 +272,10 @@ def test_the_check_fails_on_a_dockerfile_with_a_missing_path(tmp_path: Path) -> 
     broken = context / "Dockerfile"
     text = DOCKERFILE.read_text()
     broken.write_text(
-        text.replace("COPY studio ./studio\n", "COPY studio ./studio\nCOPY assets ./assets\n")
+        text.replace("COPY studio ./studio\n", "COPY studio ./studio\nCOPY samples ./samples\n")
     )
     assert len(dockerfile_problems(broken, context)) == 1
-    assert "'assets' is not in the build context" in dockerfile_problems(broken, context)[0]
+    assert "'samples' is not in the build context" in dockerfile_problems(broken, context)[0]
     # In the context, but left out of it by .dockerignore: missing for the build as well.
     broken.write_text(text.replace("COPY app.py ./\n", "COPY app.py ./\nCOPY docs ./docs\n"))
     assert [
