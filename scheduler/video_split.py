@@ -149,13 +149,14 @@ class _Prepared:
     info: Any
     output_options: Any
     key: str
+    active: tuple[int, int]  # the frames processed (the trim range; trim_mode=keep)
 
 
 def _prepare(ctx: TaskContext) -> _Prepared:
     from engine import imageio
     from engine.jobrun import load_sources
     from engine.video import probe, read_frame
-    from engine.video.segments import plan_key, plan_segments
+    from engine.video.segments import plan_key, plan_segments, trim_range
 
     assert ctx.target is not None
     job_id = ctx.job_id.split("~", 1)[0]  # a part's id is "<job id>~<part>"
@@ -195,7 +196,8 @@ def _prepare(ctx: TaskContext) -> _Prepared:
         output_options,
         processor,
     )
-    prepared = _Prepared(swapper, processor, info, output_options, key)
+    active = trim_range(info.timeline, output_options, ctx.target.name)
+    prepared = _Prepared(swapper, processor, info, output_options, key, active)
     ctx.state["split_prepared"] = (cache_key, prepared)  # one run's at a time
     return prepared
 
@@ -237,6 +239,7 @@ def run_segment(ctx: TaskContext, segment_data: dict[str, Any], workdir: Path) -
         codec,
         output_options,
         first_pts=int(info.timeline.pts[0]),
+        active=prepared.active,
         on_frame=meter.frame,
         cancel=ctx.cancel,
     )[0]
@@ -275,7 +278,7 @@ def join(
     ``provenance`` (data dir, job id): the segments' frames were watermarked by the
     workers; the joined file gets the synthetic-media metadata and is signed last."""
     from engine.video import join_segments, output_format, probe
-    from engine.video.join import can_copy_source, copy_source
+    from engine.video.join import can_copy_source, copy_source, output_warnings
     from engine.video.pipeline import NO_FACE_WARNING
 
     options = job_options(segment_plan.spec).output.validate()
@@ -299,11 +302,7 @@ def join(
             cancel,
             info=info,
         )
-    if info.width % 2 or info.height % 2:
-        warnings.append(
-            f"the video is {info.width}x{info.height}; the output was padded by one pixel "
-            "to even dimensions, as H.264/HEVC/VP9 4:2:0 video requires"
-        )
+    warnings.extend(output_warnings(info, fmt, options))
     if provenance is not None and with_faces:
         from engine.provenance.apply import finish_file, prepare_stamp
 

@@ -12,7 +12,13 @@ from engine.video.join import join_segments
 from engine.video.pipeline import VideoResult, swap_video
 from engine.video.probe import Timeline, VideoInfo, is_video, probe
 from engine.video.progressmeter import ProgressMeter, preview_image
-from engine.video.segments import Segment, SegmentManifest, plan_segments, trim_range
+from engine.video.segments import (
+    Segment,
+    SegmentManifest,
+    output_range,
+    plan_segments,
+    trim_range,
+)
 from engine.video.stream import SegmentOutcome, process_segment, run_segments
 
 __all__ = [
@@ -27,6 +33,7 @@ __all__ = [
     "is_video",
     "join_segments",
     "output_format",
+    "output_range",
     "plan_segments",
     "preview_image",
     "probe",

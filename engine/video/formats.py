@@ -14,15 +14,25 @@ from engine.errors import InvalidOptions
 from engine.options import OutputOptions
 
 # Container name (as in OutputOptions.container) → FFmpeg muxer and the suffixes that mean it.
-CONTAINER_MUXERS = {"mp4": "mp4", "mov": "mov", "mkv": "matroska", "webm": "webm"}
-CONTAINER_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "mkv", ".webm": "webm"}
+# A GIF is not muxed by FFmpeg but written by ``gif.py`` from the encoded segments.
+CONTAINER_MUXERS = {"mp4": "mp4", "mov": "mov", "mkv": "matroska", "webm": "webm", "gif": "gif"}
+CONTAINER_SUFFIXES = {
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".mov": "mov",
+    ".mkv": "mkv",
+    ".webm": "webm",
+    ".gif": "gif",
+}
 
-# Which of our video codecs each container can hold.
+# Which of our video codecs each container can hold. For a GIF, the codec is that of
+# the intermediate segment files the GIF is made from: any of the four.
 CONTAINER_CODECS = {
     "mp4": ("h264", "hevc", "vp9", "mpeg4"),
     "mov": ("h264", "hevc", "mpeg4"),
     "mkv": ("h264", "hevc", "vp9", "mpeg4"),
     "webm": ("vp9",),
+    "gif": ("h264", "hevc", "vp9", "mpeg4"),
 }
 
 # Our codec name → FFmpeg encoder, and the decoder-side codec name a stream reports.
@@ -34,6 +44,7 @@ AUDIO_COPY = {
     "mov": ("aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s24le"),
     "mkv": None,  # anything FFmpeg's Matroska muxer accepts
     "webm": ("opus", "vorbis"),
+    "gif": (),  # a GIF has no sound
 }
 AUDIO_REENCODE = {"mp4": "aac", "mov": "aac", "mkv": "aac", "webm": "libopus"}
 
@@ -55,10 +66,22 @@ _VP9_SPEED = {
 
 @dataclass(frozen=True)
 class OutputFormat:
-    """The resolved container and codec of one output file."""
+    """The resolved container and codec of one output file.
 
-    container: str  # mp4 | mov | mkv | webm
+    For a GIF (``container == "gif"``), ``codec`` is the codec of the segment
+    files the GIF is made from (``OutputOptions.video_codec``), not the GIF's.
+    """
+
+    container: str  # mp4 | mov | mkv | webm | gif
     codec: str  # h264 | hevc | vp9 | mpeg4
+
+    @property
+    def is_gif(self) -> bool:
+        return self.container == "gif"
+
+    @property
+    def holds_audio(self) -> bool:
+        return not self.is_gif
 
     @property
     def muxer(self) -> str:
@@ -70,6 +93,8 @@ class OutputFormat:
 
     @property
     def audio_encoder(self) -> str:
+        if not self.holds_audio:
+            raise InvalidOptions(f"a {self.container} file holds no audio")
         return AUDIO_REENCODE[self.container]
 
     def can_copy_audio(self, codec_name: str, supported: set[str]) -> bool:
@@ -80,7 +105,11 @@ class OutputFormat:
 
 
 def output_format(output: str | Path, options: OutputOptions) -> OutputFormat:
-    """Check the output name against the chosen container and codec; fail before any work."""
+    """Check the output name against the chosen container and codec; fail before any work.
+
+    A ``.gif`` output is an animated GIF (no sound); ``video_codec`` then only picks
+    the codec of the intermediate segment files it is made from.
+    """
     output = Path(output)
     suffix = output.suffix.lower()
     from_suffix = CONTAINER_SUFFIXES.get(suffix)

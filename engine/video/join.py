@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,7 +32,7 @@ from engine.video.encode import partial_name
 from engine.video.formats import OutputFormat, output_format
 from engine.video.probe import Timeline, VideoInfo, probe, video_stream
 from engine.video.progressmeter import ProgressMeter
-from engine.video.segments import trim_range
+from engine.video.segments import cuts_clip, output_range
 
 
 def check_output(output: Path, target: Path, options: OutputOptions) -> OutputFormat:
@@ -171,15 +172,22 @@ def join_segments(
 ) -> Path:
     """Concatenate encoded segments (in order) into ``output`` with the source's audio.
 
-    No re-encoding of video; ``options`` gives the container, the trim range
-    (which must be the one the segments were planned with) and ``keep_audio``.
+    No re-encoding of video; ``options`` gives the container, the output range
+    (``segments.output_range``: the segments must have been planned with the same
+    trim and ``trim_mode``) and ``keep_audio``. A ``.gif`` output is written from
+    the decoded segments instead (``gif.write_gif``), without sound.
     The output appears under its name only when complete.
     """
     target, output = Path(target), Path(output)
     options.validate()
     fmt = check_output(output, target, options)
     info = info or probe(target)
-    first, end = trim_range(info.timeline, options, target.name)
+    first, end = output_range(info.timeline, options, target.name)
+    if fmt.is_gif:
+        from engine.video.gif import write_gif
+
+        paths = [Path(p) for p in segment_paths]
+        return write_gif(target, paths, output, info, first, end, progress, cancel)
     video = SegmentPackets([Path(p) for p in segment_paths], info.timeline, first, end, fmt.codec)
     try:
         return write_output(target, output, fmt, video, info, options, first, end, progress, cancel)
@@ -195,8 +203,12 @@ def copy_source(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Path:
-    """Remux the source's video (and audio) unchanged into ``output``."""
+    """Remux the source's video (and audio) unchanged into ``output``.
+
+    A GIF output from a GIF source is a byte copy of the source."""
     fmt = check_output(output, target, options)
+    if fmt.is_gif:
+        return _copy_file(target, output, options, info)
     video = SourcePackets(target, info.timeline)
     try:
         return write_output(
@@ -207,13 +219,40 @@ def copy_source(
 
 
 def can_copy_source(info: VideoInfo, fmt: OutputFormat, options: OutputOptions) -> bool:
-    """Whether the untouched source video can stand in for the re-encoded one."""
-    return (
-        options.trim_start is None
-        and options.trim_end is None
-        and info.rotation == 0
-        and info.codec == fmt.codec
-    )
+    """Whether the untouched source video can stand in for the re-encoded one.
+
+    ``trim_mode=keep`` outputs the whole clip, so its trim does not prevent a copy."""
+    if cuts_clip(options) or info.rotation != 0:
+        return False
+    if fmt.is_gif:
+        return info.container == "gif"
+    return info.codec == fmt.codec
+
+
+def _copy_file(target: Path, output: Path, options: OutputOptions, info: VideoInfo) -> Path:
+    if not can_copy_source(info, output_format(output, options), options):
+        raise InvalidOptions(f"{target.name} cannot be copied as it is into {output.name}")
+    temp = partial_name(output)
+    try:
+        shutil.copyfile(target, temp)
+        os.replace(temp, output)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return output
+
+
+def output_warnings(info: VideoInfo, fmt: OutputFormat, options: OutputOptions) -> list[str]:
+    """What the output format changed about the video, for the job's warnings."""
+    warnings = []
+    if (info.width % 2 or info.height % 2) and not fmt.is_gif:
+        warnings.append(
+            f"the video is {info.width}x{info.height}; the output was padded by one pixel "
+            "to even dimensions, as H.264/HEVC/VP9 4:2:0 video requires"
+        )
+    if fmt.is_gif and info.has_audio and options.keep_audio:
+        warnings.append("a GIF holds no sound; the video's audio track was left out")
+    return warnings
 
 
 def write_output(
@@ -245,7 +284,7 @@ def write_output(
             if options.keep_audio and info.has_audio:
                 start = Fraction(timeline.pts_at(first)) * timeline.time_base
                 stop = Fraction(timeline.pts_at(end)) * timeline.time_base
-                trimmed = options.trim_start is not None or options.trim_end is not None
+                trimmed = cuts_clip(options)
                 audio = AudioTrack(target, out, fmt, start, stop if trimmed else None, trimmed)
             video_packets = _tagged(video.packets(), stream, 0)
             streams = [video_packets]

@@ -27,7 +27,13 @@ from engine.errors import Canceled, InvalidOptions
 from engine.frame import FrameProcessor
 from engine.options import OutputOptions
 from engine.progress import CancelToken, ProgressCallback
-from engine.video.join import can_copy_source, check_output, copy_source, join_segments
+from engine.video.join import (
+    can_copy_source,
+    check_output,
+    copy_source,
+    join_segments,
+    output_warnings,
+)
 from engine.video.probe import VideoInfo, probe
 from engine.video.progressmeter import ProgressMeter
 from engine.video.segments import (
@@ -37,6 +43,7 @@ from engine.video.segments import (
     contiguous_runs,
     plan_key,
     plan_segments,
+    trim_range,
 )
 from engine.video.stream import SegmentOutcome, run_segments
 
@@ -67,9 +74,12 @@ def swap_video(
     """Swap faces in every frame of ``target`` and write ``output``.
 
     ``processors``: one per device; each segment is processed by one of them,
-    starting from ``processor.fork()``. ``workdir``: where finished segments are
-    kept and recorded (a record file per segment) so a later call resumes; partial
-    files are removed on cancel or error, finished segments are kept there.
+    starting from ``processor.fork()`` (or ``fork_at``, see ``engine.frame``).
+    ``options.trim_mode``: ``cut`` outputs the trim range only; ``keep`` outputs the
+    whole clip, with the frames outside the trim range never processed.
+    ``workdir``: where finished segments are kept and recorded (a record file per
+    segment) so a later call resumes; partial files are removed on cancel or error,
+    finished segments are kept there.
     """
     processors = list(processors)
     if not processors:
@@ -81,7 +91,8 @@ def swap_video(
     meter = ProgressMeter(None, progress)
     meter.stage("decode", message="reading the video")
     info = probe(target)
-    segments = plan_segments(info, options)
+    segments = plan_segments(info, options)  # over the output range
+    active = trim_range(info.timeline, options, target.name)  # the frames processed
     cancel.raise_if_canceled()
 
     own_workdir = workdir is None
@@ -112,7 +123,17 @@ def swap_video(
             )
 
         _run_pending(
-            processors, target, pending, info, work, fmt.codec, options, meter, record, cancel
+            processors,
+            target,
+            pending,
+            info,
+            work,
+            fmt.codec,
+            options,
+            meter,
+            record,
+            cancel,
+            active,
         )
         meter.stage("encode", message="all segments encoded")
         records = manifest.records
@@ -129,11 +150,7 @@ def swap_video(
                 copied = True
         if not copied:
             join_segments(target, paths, output, options, progress, cancel, info=info)
-        if info.width % 2 or info.height % 2:
-            warnings.append(
-                f"the video is {info.width}x{info.height}; the output was padded by one pixel "
-                "to even dimensions, as H.264/HEVC/VP9 4:2:0 video requires"
-            )
+        warnings.extend(output_warnings(info, fmt, options))
     finally:
         if own_workdir:
             shutil.rmtree(work, ignore_errors=True)
@@ -170,10 +187,13 @@ def _run_pending(
     meter: ProgressMeter,
     record,
     cancel: CancelToken,
+    active: tuple[int, int],
 ) -> None:
     """One processor: consecutive segments share a decoder. Several: a shared work list."""
     first_pts = int(info.timeline.pts[0])
-    common = dict(first_pts=first_pts, on_frame=meter.frame, on_segment=record, cancel=cancel)
+    common = dict(
+        first_pts=first_pts, active=active, on_frame=meter.frame, on_segment=record, cancel=cancel
+    )
     if len(processors) == 1 or len(pending) <= 1:
         for run in contiguous_runs(pending):
             run_segments(processors[0], target, run, workdir, codec, options, **common)

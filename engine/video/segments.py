@@ -35,7 +35,7 @@ class Segment:
     """Frames ``start_frame <= i < end_frame`` of the video; ``*_pts`` bound them in time.
 
     ``origin_pts`` is the source timestamp that becomes time 0 in the output
-    (the first frame of the trimmed range), the same for every segment of a plan.
+    (the first frame of the output range), the same for every segment of a plan.
     """
 
     index: int
@@ -62,7 +62,11 @@ class Segment:
 
 
 def trim_range(timeline: Timeline, options: OutputOptions, name: str = "video") -> tuple[int, int]:
-    """Frame indices ``[first, end)`` inside the trim range (seconds from the first frame)."""
+    """Frame indices ``[first, end)`` inside the trim range (seconds from the first frame).
+
+    This is the *active* range: the frames given to the processor. With
+    ``trim_mode=cut`` it is also the output range; see :func:`output_range`.
+    """
     count = len(timeline)
     if options.trim_start is None and options.trim_end is None:
         return 0, count
@@ -86,8 +90,26 @@ def trim_range(timeline: Timeline, options: OutputOptions, name: str = "video") 
     return first, end
 
 
+def cuts_clip(options: OutputOptions) -> bool:
+    """Whether the output is only the trim range (a trim with ``trim_mode=cut``)."""
+    trimmed = options.trim_start is not None or options.trim_end is not None
+    return trimmed and options.trim_mode == "cut"
+
+
+def output_range(
+    timeline: Timeline, options: OutputOptions, name: str = "video"
+) -> tuple[int, int]:
+    """Frame indices ``[first, end)`` of the output: what is planned, encoded and joined.
+
+    ``trim_mode=cut``: the trim range. ``keep``: the whole clip (the trim range is
+    still checked, so a range holding no frame fails the same way in both modes).
+    """
+    active = trim_range(timeline, options, name)
+    return active if options.trim_mode != "keep" else (0, len(timeline))
+
+
 def plan_segments(info_or_path: VideoInfo | str | Path, options: OutputOptions) -> list[Segment]:
-    """Cut the (trimmed) video into segments of about ``options.segment_seconds``.
+    """Cut the output range of the video into segments of about ``options.segment_seconds``.
 
     A cut falls on the first frame at or after each multiple of the segment
     length, never between two frames with the same timestamp.
@@ -95,7 +117,7 @@ def plan_segments(info_or_path: VideoInfo | str | Path, options: OutputOptions) 
     options.validate()
     info = info_or_path if isinstance(info_or_path, VideoInfo) else probe(info_or_path)
     timeline = info.timeline
-    first, end = trim_range(timeline, options, info.path.name)
+    first, end = output_range(timeline, options, info.path.name)
     pts = timeline.pts
     seconds = (pts[first:end] - pts[first]).astype(np.float64) * float(timeline.time_base)
     bucket = np.floor(seconds / options.segment_seconds + 1e-9).astype(np.int64)
@@ -153,6 +175,9 @@ def plan_key(
         "segments": [s.to_dict() for s in segments],
         "processor": describe_processor(processor),
     }
+    if options.trim_mode == "keep" and (options.trim_start, options.trim_end) != (None, None):
+        # The same segments as an untrimmed plan, but only the trim range is processed.
+        description["keep"] = [options.trim_start, options.trim_end]
     text = json.dumps(description, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

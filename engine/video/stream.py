@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import Canceled, InvalidInput, InvalidOptions
-from engine.frame import FrameProcessor
+from engine.frame import FrameProcessor, FrameResult, fork_at, process_at
 from engine.options import OutputOptions
 from engine.progress import CancelToken
 from engine.video.decode import DecodedFrame, decode_range
 from engine.video.encode import SegmentWriter
-from engine.video.probe import frame_rate, open_input, video_stream
-from engine.video.segments import Segment
+from engine.video.probe import frame_rate, open_input, probe, video_stream
+from engine.video.segments import Segment, trim_range
 
 QUEUE_FRAMES = 4  # frames held between two stages; bounds memory whatever the length
 _POLL = 0.1  # seconds between checks of the stop flag while a queue is full or empty
@@ -126,6 +126,7 @@ def run_segments(
     options: OutputOptions,
     *,
     first_pts: int | None = None,
+    active: tuple[int, int] | None = None,
     on_frame: FrameCallback | None = None,
     on_segment: SegmentCallback | None = None,
     cancel: CancelToken | None = None,
@@ -133,6 +134,10 @@ def run_segments(
 ) -> list[SegmentOutcome]:
     """Process consecutive ``segments`` with one continuous decode; one file per segment.
 
+    ``active``: frame indices ``[first, end)`` (the trim range) given to the
+    processor; the segments' other frames are encoded as they are, never
+    processed (``trim_mode=keep``). None: found from ``options`` (a probe of the
+    target, only for ``keep`` with a trim; otherwise every frame is processed).
     ``on_frame(image, faces)`` is called for each encoded frame and
     ``on_segment(outcome)`` as soon as each segment file is complete.
     """
@@ -145,6 +150,8 @@ def run_segments(
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     facts = stream_facts(target)
+    if active is None:
+        active = _active_range(target, options)
     run = _Run(cancel, abort)
     decoded: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
     processed: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
@@ -196,7 +203,7 @@ def run_segments(
     for thread in threads:
         thread.start()
     try:
-        _process_loop(processor, segments, run, decoded, processed)
+        _process_loop(processor, segments, run, decoded, processed, active)
     except BaseException as error:
         run.fail(error)
     for thread in threads:
@@ -205,14 +212,31 @@ def run_segments(
     return outcomes
 
 
+def _active_range(target: Path, options: OutputOptions) -> tuple[int, int] | None:
+    """The trim range where it differs from the planned segments (``trim_mode=keep``)."""
+    if options.trim_mode != "keep" or (options.trim_start, options.trim_end) == (None, None):
+        return None
+    return trim_range(probe(target).timeline, options, target.name)
+
+
 def _process_loop(
     processor: FrameProcessor,
     segments: list[Segment],
     run: _Run,
     decoded: queue.Queue,
     processed: queue.Queue,
+    active: tuple[int, int] | None = None,
 ) -> None:
+    """Give each frame of the active range to the processor, with its absolute index.
+
+    Frames arrive in presentation order, so the k-th frame of a segment is frame
+    ``start_frame + k`` of the video. A segment's processor is forked (fresh
+    temporal state) at its first processed frame; frames outside ``active`` pass
+    through untouched and never reach the processor.
+    """
+    first, end = active if active is not None else (0, segments[-1].end_frame)
     number = -1
+    index = -1
     current: FrameProcessor | None = None
     while True:
         item = run.get(decoded)
@@ -228,8 +252,16 @@ def _process_loop(
             continue
         if position != number:
             number = position
-            current = processor.fork()  # fresh temporal state per segment
-        result = current.process(item.image)
+            index = segments[number].start_frame
+            current = None
+        else:
+            index += 1
+        if first <= index < end:
+            if current is None:
+                current = fork_at(processor, index)  # fresh temporal state per segment
+            result = process_at(current, item.image, index)
+        else:
+            result = FrameResult(item.image, 0)
         run.put(processed, (number, item.pts, result.image, int(result.faces_swapped)))
 
 
@@ -335,12 +367,15 @@ def process_segment(
     options: OutputOptions,
     progress=None,
     cancel: CancelToken | None = None,
+    active: tuple[int, int] | None = None,
 ) -> Path:
     """Process one segment on its own (for a scheduler that spreads segments over workers).
 
     Writes ``workdir/segment-NNNNN.mp4`` atomically and returns its path. The
     segment's output does not depend on which worker made it. ``progress``
     receives ``Progress(stage="swap")`` reports counted in this segment's frames.
+    ``active``: the frames processed (``segments.trim_range``); None: found from
+    ``options`` as ``run_segments`` does.
     """
     from engine.video.progressmeter import ProgressMeter
 
@@ -354,6 +389,7 @@ def process_segment(
         Path(workdir),
         codec,
         options,
+        active=active,
         on_frame=meter.frame,
         cancel=cancel,
     )
