@@ -24,7 +24,7 @@ from engine.errors import InvalidOptions
 SELECTORS = ("one", "many", "reference")
 BLEND_MODES = ("alpha", "poisson")
 VIDEO_CODECS = ("h264", "hevc", "vp9", "mpeg4")
-CONTAINERS = ("mp4", "webm", "mov", "mkv")
+CONTAINERS = ("mp4", "webm", "mov", "mkv", "gif")
 TRIM_MODES = ("cut", "keep")
 PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
 MASK_TYPES = ("box", "occlusion", "region", "area")

@@ -114,7 +114,8 @@ def swap_output_name(submission: Submission) -> str:
     sniffed = imageio.sniff_image_format(submission.target.head)
     if sniffed in IMAGE_OUTPUT:
         return "result" + IMAGE_OUTPUT[sniffed]
-    container = submission.options.get("container") or "mp4"
+    default = "gif" if sniffed == "gif" else "mp4"  # a GIF stays a GIF unless asked otherwise
+    container = submission.options.get("container") or default
     return f"result.{container}"
 
 

@@ -107,7 +107,9 @@ def finish_file(
             header = imageio.read_header(path)
             original_size = (header.width, header.height)
         metadata.write_image_metadata(path, original_size)
-    else:
+    elif path.suffix.lower() != ".gif":
+        # A GIF carries no container tags: re-muxing it through FFmpeg would only reset its
+        # loop count; its frames carry the watermark and the file the C2PA manifest.
         current = metadata.read_video_metadata(path)
         if current.digital_source_type != metadata.DIGITAL_SOURCE_TYPE:
             metadata.write_video_metadata(path, original_size)
