@@ -65,17 +65,18 @@ class OneEuroParams:
 
         At rest the filter is the old blend ``s·previous + (1 − s)·current`` (its
         smoothing factor is 1 − s), so the knob keeps its meaning; s = 0 is off. Beta is
-        chosen so that at ``REFERENCE_SPEED`` the smoothing factor reaches
-        1 / (1 + ``FAST_LAG``), i.e. a steady-state lag of ``FAST_LAG`` frames; faster
-        faces lag less (in frames), slower ones lag at most 1 / (2π·beta) face diagonals.
+        the same for every strength: the speed term alone raises the cut-off, at
+        ``REFERENCE_SPEED``, to a smoothing factor of 1 / (1 + ``FAST_LAG``), i.e. a
+        steady-state lag of at most ``FAST_LAG`` frames. Faster faces lag less (in
+        frames), slower ones at most 1 / (2π·beta) face diagonals, and a weaker setting
+        never lags more than a stronger one.
         """
         if not 0.0 <= strength < 1.0:
             raise InvalidOptions(f"temporal_smoothing must be in [0, 0.95], got {strength}")
         if strength == 0.0:
             return cls(min_cutoff=0.0, beta=0.0, enabled=False)
         min_cutoff = cutoff_for_alpha(1.0 - strength)
-        fast_cutoff = cutoff_for_alpha(1.0 / (1.0 + FAST_LAG))
-        beta = max(fast_cutoff - min_cutoff, 0.0) / REFERENCE_SPEED
+        beta = cutoff_for_alpha(1.0 / (1.0 + FAST_LAG)) / REFERENCE_SPEED
         return cls(min_cutoff=min_cutoff, beta=beta)
 
 
