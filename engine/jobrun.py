@@ -23,6 +23,7 @@ from engine.pipeline import FaceEngine, FrameSwapper
 from engine.progress import CancelToken, Progress, ProgressCallback, ignore_progress
 from engine.provenance.apply import ProvenanceStamp, finish_file, watermark_frame
 from engine.provenance.frames import WatermarkingProcessor
+from engine.video_plan import plan_video
 
 PREVIEW_WIDTH = 256
 DEFAULT_CONTENT_THRESHOLD = 0.8
@@ -72,6 +73,7 @@ class JobResult:
     detector: str
     warnings: list[str] = field(default_factory=list)
     models: list[dict[str, str]] = field(default_factory=list)
+    tracks: list[dict] = field(default_factory=list)  # a video's face tracks and decisions
 
 
 def parsed_options(request: JobRequest) -> ParsedOptions:
@@ -255,6 +257,16 @@ def _run_video(
         )
         for engine in engines
     ]
+    plan = plan_video(
+        processors[0],
+        request.target,
+        options.output,
+        workdir=request.workdir,
+        progress=progress,
+        cancel=cancel,
+    )
+    for processor in processors:
+        processor.plan = plan
     lanes: list = list(processors)
     if request.stamp is not None:
         lanes = [WatermarkingProcessor(processor, request.stamp) for processor in processors]
@@ -289,6 +301,7 @@ def _run_video(
         detector=processors[0].resolved.detector,
         warnings=warnings,
         models=processors[0].models_used(),
+        tracks=plan.tracks_json(),
     )
 
 

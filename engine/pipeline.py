@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +37,9 @@ from engine.models.resolve import (
 from engine.options import SwapOptions, padding4, parse_age_range
 from engine.runtime import SessionCache
 from engine.swappers.base import SourceIdentity
+
+if TYPE_CHECKING:
+    from engine.video_plan import VideoPlan
 
 
 class FaceEngine:
@@ -528,6 +532,9 @@ class FrameSwapper:
     reference: np.ndarray | None = None
     notes: set[str] = field(default_factory=set)
     mapping: FaceMapping | None = None
+    # A video's tracks and decisions (``engine.video_plan``): frames are then swapped as
+    # the whole-video pass decided, by absolute frame index (``process_at``).
+    plan: VideoPlan | None = None
     _masks: object = None
     _previous: list[Face] = field(default_factory=list)
     _frame_index: int = 0
@@ -542,7 +549,41 @@ class FrameSwapper:
             self.reference,
             self.notes,
             self.mapping,
+            self.plan,
         )
+
+    def fork_at(self, frame_index: int) -> FrameSwapper:
+        """A fresh stream state whose next frame is ``frame_index`` of the video."""
+        forked = self.fork()
+        forked._frame_index = frame_index
+        return forked
+
+    def process_at(self, frame: np.ndarray, frame_index: int) -> FrameResult:
+        """Process frame ``frame_index`` (absolute): as the video plan decided, if any."""
+        self._frame_index = frame_index
+        if self.plan is None:
+            return self.process(frame)
+        return self._finish(frame, self.plan.assignments(frame_index))
+
+    def fingerprint(self) -> str:
+        """What this stream's output depends on (a resumed job's segments are reused only
+        under the same): options, models and every identity's source image."""
+        import hashlib
+
+        identities = [self.source] if self.source is not None else []
+        if self.mapping is not None:
+            identities += list(self.mapping.by_face.values())
+            identities += list(self.mapping.by_track.values())
+            identities += [identity for _, identity in self.mapping.by_reference]
+        digest = hashlib.sha256()
+        for identity in identities:
+            for image, _ in identity.sources or ((identity.image, identity.face),):
+                digest.update(np.ascontiguousarray(image).tobytes())
+        return f"{self.options!r}|{self.resolved!r}|{digest.hexdigest()}"
+
+    def filter_faces(self, faces: list[Face]) -> list[Face]:
+        """The job's age/gender filters (``face_ages``, ``face_genders``)."""
+        return self._filter(faces)
 
     def models_used(self) -> list[dict[str, str]]:
         """The job's models with their licences, for its result record."""
@@ -580,7 +621,9 @@ class FrameSwapper:
         return self.mapping.assign(self._filter(faces))
 
     def process(self, frame: np.ndarray) -> FrameResult:
-        pairs = self.assignments(frame)
+        return self._finish(frame, self.assignments(frame))
+
+    def _finish(self, frame: np.ndarray, pairs: list[tuple[Face, SourceIdentity]]) -> FrameResult:
         result = frame
         if pairs:
             result = self._swap_faces(result, pairs)

@@ -151,6 +151,7 @@ def run_swap(ctx: TaskContext) -> dict[str, Any]:
         "detector": result.detector,
         "warnings": list(result.warnings),
         "models": list(result.models),
+        "tracks": list(result.tracks),
     }
 
 

@@ -121,8 +121,14 @@ def run_stage(ctx: TaskContext) -> dict[str, Any]:
     if ctx.target is None:
         raise InvalidInput("a video job needs a target")
     threshold = ctx.settings.get("content_threshold", DEFAULT_CONTENT_THRESHOLD)
-    if threshold is None:
-        return {"gate": "off"}
+    gate = "off" if threshold is None else _gate(ctx, threshold)
+    plan = _prepare(ctx).swapper.plan  # the whole-video analysis pass, stored for the segments
+    return {"gate": gate, "tracks": len(plan.analysis.tracks) if plan is not None else 0}
+
+
+def _gate(ctx: TaskContext, threshold: float) -> str:
+    """The content gate over the sources and the video (refusal: the job fails)."""
+    assert ctx.target is not None
     ctx.progress(Progress(stage="gate", done=0, total=None))
     gate = warm_engine(ctx).content_gate(threshold)
     if ctx.settings.get("gate_images", True):
@@ -136,7 +142,7 @@ def run_stage(ctx: TaskContext) -> dict[str, Any]:
     else:  # the sources were gated at submit; a video's frames are gated here, always
         name = f"target ({ctx.spec.target.original if ctx.spec.target else ctx.target.name})"
         gate.check_video(ctx.target, name, progress=ctx.progress, cancel=ctx.cancel)
-    return {"gate": "passed"}
+    return "passed"
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,18 @@ def _prepare(ctx: TaskContext) -> _Prepared:
         reference_target=first,
         models=ctx.spec.models,
         references=references,
+    )
+    from engine.video_plan import plan_video
+
+    # The tracks and decisions of the whole video: made once (by the whole-video stage, or
+    # the first segment to get here) and read from the job's work directory after that.
+    swapper.plan = plan_video(
+        swapper,
+        ctx.target,
+        output_options,
+        workdir=ctx.workdir,
+        progress=ctx.progress,
+        cancel=ctx.cancel,
     )
     processor: Any = swapper
     data_dir = ctx.settings.get("data_dir")
@@ -224,6 +242,7 @@ def run_segment(ctx: TaskContext, segment_data: dict[str, Any], workdir: Path) -
         "detector": swapper.resolved.detector,
         "models": swapper.models_used(),
         "frame_scale": _frame_scale(swapper),
+        "tracks": swapper.plan.tracks_json() if swapper.plan is not None else [],
     }
     done = manifest.finished(segment.index)
     if done is not None:  # finished by an earlier run: not processed twice
@@ -319,6 +338,7 @@ def join(
         "detector": first["detector"],
         "warnings": warnings,
         "models": first.get("models", []),
+        "tracks": first.get("tracks", []),
         "segments": len(results),
         "segments_reused": sum(1 for result in results if result.get("reused")),
     }

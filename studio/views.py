@@ -67,7 +67,15 @@ def job_json(job: Job, base_url: str = "") -> dict[str, Any]:
         },
         "result": {
             key: result[key]
-            for key in ("faces_swapped", "frames", "swapper", "detector", "warnings", "models")
+            for key in (
+                "faces_swapped",
+                "frames",
+                "swapper",
+                "detector",
+                "warnings",
+                "models",
+                "tracks",
+            )
             if key in result
         }
         or None,
