@@ -536,6 +536,7 @@ class FrameSwapper:
     # the whole-video pass decided, by absolute frame index (``process_at``).
     plan: VideoPlan | None = None
     _masks: object = None
+    _blend: object = None
     _previous: list[Face] = field(default_factory=list)
     _frame_index: int = 0
 
@@ -563,7 +564,24 @@ class FrameSwapper:
         self._frame_index = frame_index
         if self.plan is None:
             return self.process(frame)
-        return self._finish(frame, self.plan.assignments(frame_index))
+        tracked = self.plan.tracked_assignments(frame_index)
+        pairs = [(face, identity) for _, face, identity in tracked]
+        if self.options.temporal_blend <= 0 or not pairs:
+            return self._finish(frame, pairs)
+        if self._blend is None:
+            from engine.temporal_blend import TemporalBlend
+
+            self._blend = TemporalBlend(self.options.temporal_blend)
+        result = self._finish(frame, pairs, before_frame_enhancer=self._blend_faces(frame, tracked))
+        return result
+
+    def _blend_faces(self, original: np.ndarray, tracked):
+        """The temporal blend step, run after the faces and before the frame enhancer."""
+
+        def blend(image: np.ndarray) -> np.ndarray:
+            return self._blend.apply(original, image, [(t, face) for t, face, _ in tracked])
+
+        return blend
 
     def fingerprint(self) -> str:
         """What this stream's output depends on (a resumed job's segments are reused only
@@ -623,11 +641,18 @@ class FrameSwapper:
     def process(self, frame: np.ndarray) -> FrameResult:
         return self._finish(frame, self.assignments(frame))
 
-    def _finish(self, frame: np.ndarray, pairs: list[tuple[Face, SourceIdentity]]) -> FrameResult:
+    def _finish(
+        self,
+        frame: np.ndarray,
+        pairs: list[tuple[Face, SourceIdentity]],
+        before_frame_enhancer=None,
+    ) -> FrameResult:
         result = frame
         if pairs:
             result = self._swap_faces(result, pairs)
             result = self._enhance_faces(result, [face for face, _ in pairs])
+            if before_frame_enhancer is not None:
+                result = before_frame_enhancer(result)
         if self.resolved.frame_enhancer:
             enhancer = self.engine.frame_enhancer(self.resolved.frame_enhancer)
             result = enhancer.enhance(result, blend=self.options.frame_enhancer_blend)

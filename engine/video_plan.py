@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.errors import InvalidInput, InvalidOptions
+from engine.faces import Face
 from engine.options import OutputOptions
 from engine.progress import CancelToken, Progress, ProgressCallback
 from engine.swappers.base import SourceIdentity
@@ -50,8 +51,12 @@ class VideoPlan:
     identities: dict[int, SourceIdentity]
     one: tuple[str, SourceIdentity] | None = None  # selector one: (face_order, identity)
 
-    def assignments(self, frame_index: int) -> list[tuple[object, SourceIdentity]]:
+    def assignments(self, frame_index: int) -> list[tuple[Face, SourceIdentity]]:
         """The (face, identity) pairs of one frame (absolute index)."""
+        return [(face, identity) for _, face, identity in self.tracked_assignments(frame_index)]
+
+    def tracked_assignments(self, frame_index: int) -> list[tuple[int, Face, SourceIdentity]]:
+        """The (track id, face, identity) triples of one frame (absolute index)."""
         tracked_faces = self.analysis.faces_at(frame_index)
         if self.one is not None:
             if not tracked_faces:
@@ -59,13 +64,15 @@ class VideoPlan:
             from engine.face_order import order_faces
 
             order, identity = self.one
-            return [(order_faces([t.face for t in tracked_faces], order)[0], identity)]
-        pairs = []
+            by_face = {id(t.face): t.track_id for t in tracked_faces}
+            pick = order_faces([t.face for t in tracked_faces], order)[0]
+            return [(by_face[id(pick)], pick, identity)]
+        triples = []
         for tracked in tracked_faces:
             identity = self.identities.get(tracked.track_id)
             if identity is not None:
-                pairs.append((tracked.face, identity))
-        return pairs
+                triples.append((tracked.track_id, tracked.face, identity))
+        return triples
 
     def tracks_json(self) -> list[dict]:
         return self.analysis.tracks_json()
