@@ -359,9 +359,11 @@ class FaceEngine:
         if options.reference_face_index is None or reference_target is None:
             raise InvalidOptions(
                 "the 'reference' selector needs a reference image or reference_face_index "
-                "(the index of a face in the target, largest first)"
+                "(the index of a face in the target, counted left to right from 0)"
             )
-        faces = self.detect(reference_target, options, embed=True, resolved=resolved)
+        from engine.face_map import left_to_right
+
+        faces = left_to_right(self.detect(reference_target, options, embed=True, resolved=resolved))
         if options.reference_face_index >= len(faces):
             raise InvalidOptions(
                 f"reference_face_index {options.reference_face_index} is out of range: "

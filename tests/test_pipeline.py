@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from engine.errors import InvalidOptions, ModelUnavailable, NoFaceFound
+from engine.face_map import left_to_right
 from engine.imageio import load_image
 from engine.jobrun import JobRequest, run_job
 from engine.models.manager import ModelManager
@@ -65,7 +66,8 @@ def test_one_swaps_only_the_largest_face(t1, tom, tmp_path):
 
 
 def test_reference_face_index_swaps_that_face_only(standin_engine, t1, tom):
-    faces = standin_engine.detect(t1)
+    """The index counts the target's faces left to right (as face_map's face entries)."""
+    faces = left_to_right(standin_engine.detect(t1))
     options = SwapOptions(
         selector="reference", reference_face_index=2, reference_distance=0.05, swapper="classic"
     )
