@@ -22,8 +22,19 @@
    default puts it (``--content-gate dispatch``: in each job's first stage, off
    the request path); ``--gate-at-submit`` measures it in the request instead.
 
+4. Preview latency (POST /api/v1/preview → the JPEG), p50/p90, for a 1280×886 image
+   (t1.jpg, six faces) and for a frame of a 720p video, with the embedded models
+   (classic swapper, MTCNN), beside the submit→succeeded latency of the same work as a
+   job (the image; for the video, a job trimmed to that one frame), polled every 20 ms.
+   Every preview moves a slider (a new ``mask_blur``), as the Create panel does, so the
+   frame's faces are found once and reused; a "cold" series moves ``detector_score``
+   instead, so every preview finds the faces again; the video previews also move along
+   the frames (new faces every time). Targets: image preview p50 ≤ 1 s and ≤ 0.5 × the
+   job's p50.
+
     python -m bench.api [--submits 200] [--queued 10000] [--clients 8] [--repeat 5]
     python -m bench.api --throughput-only [--gate-at-submit]
+    python -m bench.api --preview-only [--previews 20] [--preview-jobs 5]
 
 Prints a table and the ratio p99(10,000 queued) ÷ p99(empty queue).
 """
@@ -234,6 +245,123 @@ def print_throughput(result: dict, submits: int, clients: int, gate_at_submit: b
         print(f"    run: {run['per_second']:.1f}/s p50 {run['p50']:.0f} ms p95 {run['p95']:.0f} ms")
 
 
+PREVIEW_OPTIONS = {"selector": "many", "consent": True}
+VIDEO_720P = (1280, 720)
+VIDEO_FPS = 25
+POLL_SECONDS = 0.02
+
+
+def preview_inputs(root: Path) -> dict[str, tuple[str, bytes]]:
+    """The source, a 1280×886 JPEG of t1.jpg and a 720p clip panning over it."""
+    photo = cv2.imread(str(T1))
+    if photo.shape[:2] != (886, 1280):
+        photo = cv2.resize(photo, (1280, 886), interpolation=cv2.INTER_AREA)
+    image = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    video = make_video(root / "clip720.mp4", seconds=2.0, fps=VIDEO_FPS, size=VIDEO_720P)
+    return {
+        "source": ("me.png", TOM_HANKS.read_bytes()),
+        "image": ("t1.jpg", image),
+        "video": ("clip720.mp4", video.read_bytes()),
+    }
+
+
+def preview_latencies(
+    http: httpx.Client,
+    inputs: dict,
+    target: str,
+    count: int,
+    frames: int = 1,
+    slider: str = "mask_blur",
+) -> list[float]:
+    """``count`` previews, each with a new value of ``slider`` (and, for a video, a new
+    frame). ``mask_blur`` only changes compositing (the frame's faces are found once);
+    ``detector_score`` makes every preview find the faces again, as a new frame does."""
+    latencies = []
+    for number in range(count + 1):  # the first one loads the models: not counted
+        step = number / max(count, 1)
+        value = 0.1 + 0.4 * step if slider == "mask_blur" else 0.5 + 0.05 * step
+        options = {**PREVIEW_OPTIONS, slider: round(value, 4)}
+        data = {"options": json.dumps(options), "frame": str(number * 7 % frames)}
+        files = [("source", inputs["source"]), ("target", inputs[target])]
+        started = time.perf_counter()
+        response = http.post("/api/v1/preview", files=files, data=data)
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise RuntimeError(f"preview failed: {response.status_code} {response.text}")
+        if number:
+            latencies.append(elapsed)
+    return latencies
+
+
+def job_latencies(http: httpx.Client, inputs: dict, target: str, count: int, options: dict):
+    """Submit → ``succeeded`` of ``count`` jobs, one at a time (the first not counted)."""
+    latencies = []
+    files = [("source", inputs["source"]), ("target", inputs[target])]
+    for number in range(count + 1):
+        started = time.perf_counter()
+        response = http.post("/api/v1/jobs", files=files, data={"options": json.dumps(options)})
+        if response.status_code != 202:
+            raise RuntimeError(f"submit failed: {response.status_code} {response.text}")
+        job_id = response.json()["id"]
+        while True:
+            status = http.get(f"/api/v1/jobs/{job_id}").json()["status"]
+            if status == "succeeded":
+                break
+            if status in ("failed", "canceled"):
+                raise RuntimeError(f"job {job_id} {status}")
+            time.sleep(POLL_SECONDS)
+        if number:
+            latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def preview_bench(root: Path, previews: int, jobs: int) -> dict[str, list[float]]:
+    """Preview and job latencies of the same work against one idle studio."""
+    data = root / "data-preview"
+    data.mkdir(parents=True)
+    key = create_key(data, "bench")
+    inputs = preview_inputs(root)
+    frames = int(2.0 * VIDEO_FPS)
+    second = 1.0 / VIDEO_FPS
+    one_frame = {**PREVIEW_OPTIONS, "trim_start": 1.0, "trim_end": 1.0 + second}
+    with StudioProcess(data, ["--log-level", "warning"]) as server:
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.url, headers=headers, timeout=300) as http:
+            return {
+                "preview image": preview_latencies(http, inputs, "image", previews),
+                "preview image, cold": preview_latencies(
+                    http, inputs, "image", previews, slider="detector_score"
+                ),
+                "preview 720p frame": preview_latencies(http, inputs, "video", previews, frames),
+                "job image": job_latencies(http, inputs, "image", jobs, PREVIEW_OPTIONS),
+                "job 720p one frame": job_latencies(http, inputs, "video", jobs, one_frame),
+            }
+
+
+def print_previews(result: dict[str, list[float]]) -> None:
+    print("preview vs job latency, the same work, embedded models (ms)")
+    print(f"{'':>22} {'n':>4} {'p50':>8} {'p90':>8} {'max':>8}")
+    for name, ms in result.items():
+        print(
+            f"{name:>22} {len(ms):>4} {percentile(ms, 50):8.0f} {percentile(ms, 90):8.0f} "
+            f"{max(ms):8.0f}"
+        )
+    image, job = percentile(result["preview image"], 50), percentile(result["job image"], 50)
+    video = percentile(result["preview 720p frame"], 50)
+    frame_job = percentile(result["job 720p one frame"], 50)
+    print(
+        f"image: preview p50 ÷ job p50 = {image / job:.2f} (target ≤ 0.5: "
+        f"{'met' if image <= 0.5 * job else 'NOT met'}); preview p50 {image / 1000:.2f} s "
+        f"(target ≤ 1 s: {'met' if image <= 1000 else 'NOT met'})"
+    )
+    cold = percentile(result["preview image, cold"], 50)
+    print(
+        f"image, faces found again every time: preview p50 ÷ job p50 = {cold / job:.2f}; "
+        f"p50 {cold / 1000:.2f} s"
+    )
+    print(f"720p frame: preview p50 ÷ one-frame job p50 = {video / frame_job:.2f}")
+
+
 NEW_IMAGES = "new source and target"
 ONE_FACE = "one face, new targets"
 
@@ -273,7 +401,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--throughput-only", action="store_true")
     parser.add_argument("--gate-at-submit", action="store_true")
+    parser.add_argument("--preview-only", action="store_true")
+    parser.add_argument("--previews", type=int, default=20)
+    parser.add_argument("--preview-jobs", type=int, default=5)
     args = parser.parse_args(argv)
+    if args.preview_only:
+        with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+            print_previews(preview_bench(Path(tmp), args.previews, args.preview_jobs))
+        return
     count = args.submits + WARM_UP_SUBMITS
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         result = throughput(Path(tmp), args.submits, args.clients, args.repeat, args.gate_at_submit)
@@ -315,6 +450,8 @@ def main(argv: list[str] | None = None) -> None:
             f"p50 {percentile(sse, 50):.1f} ms, p90 {percentile(sse, 90):.1f} ms, "
             f"max {max(sse):.1f} ms, mean {statistics.mean(sse):.1f} ms"
         )
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+        print_previews(preview_bench(Path(tmp), args.previews, args.preview_jobs))
 
 
 if __name__ == "__main__":

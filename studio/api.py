@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import io
 import os
 import zipfile
@@ -39,6 +40,7 @@ from studio.errors import (
 )
 from studio.identity import Principal
 from studio.limits import display_name
+from studio.preview import PREVIEW_STAMP_ID, parse_frame, preview_service
 from studio.sse import SSE_HEADERS, EventStream
 from studio.submit import SubmitRequest, UploadedFile
 from studio.views import event_json
@@ -122,47 +124,78 @@ def build_router(studio: Studio) -> APIRouter:
         ] = None,
     ):
         """Form fields: ``source`` (one or more image files), ``target`` (an image or video
-        file), optional ``reference`` (an image of the face to replace) and ``options``
-        (a JSON object: swapper, selector, enhancer, priority, callback_url, …)."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limits.max_request_bytes:
-            raise _too_large(int(declared), limits.max_request_bytes)
+        file), optional ``reference`` (one or more images: the reference selector's face is
+        the first's; face_map's reference entries index them) and ``options`` (a JSON
+        object: swapper, selector, enhancer, priority, callback_url, …)."""
         temps: list[Path] = []
         try:
-            form = await _read_form(request, limits.max_request_bytes, limits.max_sources + 2)
-            try:
-                unknown = set(form.keys()) - {"source", "target", "reference", "options"}
-                if unknown:
-                    raise InvalidInput(
-                        f"unknown form field(s): {', '.join(sorted(unknown))}; "
-                        "expected source, target, reference, options"
-                    )
-                sources = [
-                    await _spool(studio, item, "source", temps) for item in form.getlist("source")
-                ]
-                target = await _one_file(studio, form, "target", temps, required=True)
-                reference = await _one_file(studio, form, "reference", temps, required=False)
-                options = _parse_options_field(form.getlist("options"))
-            finally:
-                await form.close()
-            job = await studio.submit(
-                SubmitRequest(
-                    owner=principal.owner,
-                    sources=sources,
-                    target=target,
-                    reference=reference,
-                    options=options,
-                    idempotency_key=idempotency_key,
-                    via="api",
-                    private_files=True,  # spooled to server-named temporaries, deleted below
-                )
-            )
+            submission, _ = await _read_submission(studio, request, principal, temps)
+            submission.idempotency_key = idempotency_key
+            submission.private_files = True  # spooled to server-named temporaries, deleted below
+            job = await studio.submit(submission)
         finally:
             for path in temps:
                 with contextlib.suppress(OSError):
                     path.unlink()
         body = studio.job_view(job, base(request))
         return JSONResponse(body, status_code=202, headers={"Location": f"/api/v1/jobs/{job.id}"})
+
+    @router.post(
+        "/preview",
+        operation_id="preview_swap",
+        summary="One frame swapped with these options, at once (JPEG; not a job)",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "The frame, swapped, as a JPEG with the provenance marks of "
+                "any output (`X-Preview-Frame`: its index; `X-Faces-Swapped`: how many faces "
+                "changed; none: the frame is unchanged and not marked).",
+                "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            **e(401, 403, 415, 422, 503),
+            409: {
+                "model": doc.Error,
+                "description": "Canceled (`canceled`): a newer preview request of the same "
+                "owner replaced this one.",
+            },
+            429: {
+                "model": doc.Error,
+                "description": "Every preview slot is busy with other owners; retry after "
+                "`Retry-After` seconds.",
+            },
+        },
+        openapi_extra={"requestBody": _preview_body(doc.submit_body(limits.max_sources))},
+    )
+    async def preview_swap(request: Request, principal: Caller):
+        """The form fields of ``POST /jobs`` plus optional ``frame``: a frame index of the
+        whole target (``trim_start`` does not shift it) or ``t=SECONDS`` from its start;
+        frame 0 by default. ``options`` must hold ``"consent": true``. Nothing is queued
+        or stored; one preview at a time per owner (a newer one cancels the older)."""
+        temps: list[Path] = []
+        submission: SubmitRequest | None = None
+        try:
+            submission, fields = await _read_submission(
+                studio, request, principal, temps, extra=("frame",)
+            )
+            frame = parse_frame(fields.get("frame"))
+            image = await preview_service(studio).preview(submission, frame)
+        except EngineError as exc:  # name the uploads as their sender did, not our copies
+            message = exc.message
+            for upload in _uploads(submission):
+                message = _rename(message, upload)
+            if message != exc.message:
+                raise type(exc)(message) from None
+            raise
+        finally:
+            for path in temps:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+        headers = {
+            "Cache-Control": "no-store",
+            "X-Preview-Frame": str(image.frame),
+            "X-Faces-Swapped": str(image.faces_swapped),
+        }
+        return Response(image.jpeg, media_type="image/jpeg", headers=headers)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -510,7 +543,11 @@ def build_router(studio: Studio) -> APIRouter:
                     path.unlink()
         report["file"] = upload.original
         watermark = report.get("watermark") or {}
-        if watermark.get("job_id"):
+        if watermark.get("job_id") == PREVIEW_STAMP_ID:  # every preview has this mark
+            report.setdefault("notes", []).append(
+                "a preview (POST /api/v1/preview) made by this installation"
+            )
+        elif watermark.get("job_id"):
             # The job id is shown only to the job's owner: jobs stay private to their owner.
             try:
                 await studio.scheduler.get(watermark["job_id"], owner=principal.owner)
@@ -730,6 +767,81 @@ async def _one_file(studio: Studio, form, role: str, temps: list[Path], required
     if len(items) > 1:
         raise InvalidInput(f"send exactly one {role} file (got {len(items)})")
     return await _spool(studio, items[0], role, temps)
+
+
+async def _read_submission(
+    studio: Studio,
+    request: Request,
+    principal: Principal,
+    temps: list[Path],
+    extra: tuple[str, ...] = (),
+) -> tuple[SubmitRequest, dict[str, str]]:
+    """The multipart fields of a submission (``source`` and ``reference``: one or more,
+    ``target``, ``options``), spooled to server-named files in ``temps``, and the ``extra`` text
+    fields a route adds (each at most once)."""
+    limits = studio.config.limits
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limits.max_request_bytes:
+        raise _too_large(int(declared), limits.max_request_bytes)
+    # Sources and references up to max_sources each, and the target.
+    form = await _read_form(request, limits.max_request_bytes, 2 * limits.max_sources + 1)
+    try:
+        expected = ("source", "target", "reference", "options", *extra)
+        unknown = set(form.keys()) - set(expected)
+        if unknown:
+            raise InvalidInput(
+                f"unknown form field(s): {', '.join(sorted(unknown))}; "
+                f"expected {', '.join(expected)}"
+            )
+        sources = [await _spool(studio, item, "source", temps) for item in form.getlist("source")]
+        target = await _one_file(studio, form, "target", temps, required=True)
+        references = [
+            await _spool(studio, item, "reference", temps) for item in form.getlist("reference")
+        ]
+        options = _parse_options_field(form.getlist("options"))
+        fields = {name: _text_field(form.getlist(name), name) for name in extra}
+    finally:
+        await form.close()
+    submission = SubmitRequest(
+        owner=principal.owner,
+        sources=sources,
+        target=target,
+        reference=references[0] if references else None,
+        references=references,
+        options=options,
+        via="api",
+    )
+    return submission, {name: value for name, value in fields.items() if value is not None}
+
+
+def _text_field(values: list[Any], name: str) -> str | None:
+    if len(values) > 1:
+        raise InvalidInput(f"send the {name} field once (got {len(values)})")
+    if not values:
+        return None
+    if isinstance(values[0], UploadFile):
+        raise InvalidInput(f"{name} must be a text field, not a file")
+    return str(values[0])
+
+
+def _uploads(submission: SubmitRequest | None) -> list[UploadedFile]:
+    if submission is None:
+        return []
+    found = [*submission.sources, submission.target, *submission.all_references]
+    return [upload for upload in found if upload is not None]
+
+
+def _preview_body(submit_body: dict[str, Any]) -> dict[str, Any]:
+    """The body of ``POST /preview``: ``POST /jobs``'s plus the ``frame`` text field."""
+    body = copy.deepcopy(submit_body)
+    schema = body["content"]["multipart/form-data"]["schema"]
+    schema["properties"]["frame"] = {
+        "type": "string",
+        "pattern": r"^([0-9]{1,9}|t=[0-9]{1,6}(\.[0-9]{1,6})?)$",
+        "description": "A frame index of the whole target (0 = the first; an image has only "
+        "0), or t=SECONDS from its start. Default 0.",
+    }
+    return body
 
 
 def _parse_options_field(values: list[Any]) -> dict[str, Any]:

@@ -28,15 +28,16 @@ MAX_EXAMPLES = 12
 MAX_TIME = 40
 
 # Per-operation settings, written to a schemathesis.toml for the run. Both concern the
-# two multipart upload operations only (submit_job, verify_file); every other operation
-# gets every check with its defaults. (With `--checks all` on the command line a
+# multipart upload operations only (submit_job, preview_swap, verify_file); every other
+# operation gets every check with its defaults. (With `--checks all` on the command line a
 # per-operation `enabled = false` is overridden, so these narrower `expected-statuses`
 # are also the only per-operation knob.)
 #
 # positive_data_acceptance also accepts 422 there: a request that matches their schema
 # (any bytes as a file) is rightly refused with 422 unless the bytes are a decodable
-# image or video (verify) with a face in it (submit). JSON Schema cannot say "a JPEG with
-# a face"; claiming it could would be the lie.
+# image or video (verify) with a face in it (submit, preview; a preview also needs
+# "consent": true inside the options text). JSON Schema cannot say "a JPEG with a face";
+# claiming it could would be the lie.
 #
 # negative_data_rejection also accepts their success statuses (202, 200): Schemathesis
 # decides whether a mutated multipart body became valid once serialised by validating
@@ -56,7 +57,7 @@ CONFIG = """
 max-stream-events = 2
 
 [[operations]]
-include-operation-id = ["submit_job", "verify_file"]
+include-operation-id = ["submit_job", "preview_swap", "verify_file"]
 checks.positive_data_acceptance.expected-statuses = [
     "2xx", "401", "403", "404", "409", "422", "429",
 ]
