@@ -27,8 +27,9 @@ from engine.errors import InvalidInput, InvalidOptions, ModelUnavailable
 from engine.faces import Face
 from engine.families.io import Tensor, bind_session
 from engine.families.table import ENHANCER_FAMILIES, ENHANCER_IO, EnhancerFamily
+from engine.masks.box import box_mask
 from engine.models.registry import ModelSpec
-from engine.paste import box_mask, paste_back
+from engine.paste import paste_back
 from engine.runtime import SessionCache
 
 MaskBuilder = Callable[[np.ndarray, np.ndarray, np.ndarray, Face], np.ndarray]
@@ -136,9 +137,12 @@ class FaceEnhancer:
                 f"model {self.name}: output {self._output.name!r} has shape {list(output.shape)}, "
                 f"expected [1, 3, {size}, {size}]"
             )
-        image = np.clip(output[0].astype(np.float32), -1.0, 1.0)
-        image = np.rint((image + 1.0) * np.float32(127.5)).astype(np.uint8)
-        return np.ascontiguousarray(image.transpose(1, 2, 0)[:, :, ::-1])
+        # clip(x, −1, 1) → (x + 1)·127.5, rounded, as one saturating convert per plane
+        # (RGB planes merged as BGR): several times faster than the numpy steps.
+        planes = np.asarray(output[0], dtype=np.float32)[::-1]
+        return cv2.merge(
+            [cv2.addWeighted(p, 127.5, p, 0.0, 127.5, dtype=cv2.CV_8U) for p in planes]
+        )
 
     def _check_output(self, output: Tensor) -> None:
         for axis in (2, 3):

@@ -27,8 +27,9 @@ import numpy as np
 from engine.align import warp_face
 from engine.errors import InvalidInput, ModelUnavailable
 from engine.faces import Face
+from engine.masks.box import box_mask
 from engine.options import SwapOptions
-from engine.paste import box_mask, color_transfer, paste_back
+from engine.paste import color_transfer, paste_back
 from engine.runtime import SessionCache
 from engine.swappers.base import SourceIdentity
 from engine.swappers.identity import emap_latent

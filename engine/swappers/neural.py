@@ -32,8 +32,9 @@ from engine.errors import InvalidInput, InvalidOptions, ModelUnavailable
 from engine.faces import Face
 from engine.families.io import Tensor, bind_session
 from engine.families.table import MAX_PIXEL_BOOST, SWAPPER_FAMILIES, swapper_io
+from engine.masks.box import box_mask
 from engine.options import SwapOptions
-from engine.paste import box_mask, color_transfer, paste_back, seamless_paste
+from engine.paste import color_map, paste_back, seamless_paste
 from engine.runtime import SessionCache
 from engine.swappers.base import SourceIdentity
 from engine.swappers.identity import (
@@ -45,7 +46,7 @@ from engine.swappers.identity import (
     source_crop_input,
 )
 from engine.swappers.inswapper import load_emap
-from engine.swappers.pixel_boost import explode, implode
+from engine.swappers.pixel_boost import explode_bgr, implode_blob
 
 if TYPE_CHECKING:
     from engine.models.registry import ModelSpec
@@ -99,6 +100,12 @@ class NeuralSwapper:
                 f"model {spec.name}: mean/std must be three numbers per RGB channel, "
                 f"std positive; got {spec.mean} / {spec.std}"
             )
+        # x_rgb·scale + offset = (x/255 − mean)/std in; out: (y·std + mean)·255 or y·255.
+        self._in_scale = 1.0 / (255.0 * self.std)
+        self._in_offset = -self.mean / self.std
+        denormalise = family.denormalise
+        self._out_scale = 255.0 * (self.std if denormalise else np.ones(3, np.float32))
+        self._out_offset = 255.0 * (self.mean if denormalise else np.zeros(3, np.float32))
         self.boost_sizes = tuple(
             k * self.native_size for k in range(1, MAX_PIXEL_BOOST // self.native_size + 1)
         ) or (self.native_size,)
@@ -109,7 +116,7 @@ class NeuralSwapper:
                 f"model {spec.name} (family {family.name}): input {self._source.name!r} has "
                 f"shape {list(self._source.shape or ())}, expected a square source face crop"
             )
-        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[tuple, tuple[object, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- loading ---------------------------------------------------------------------------
@@ -175,19 +182,34 @@ class NeuralSwapper:
     def _cached_source_input(
         self, source: SourceIdentity, target_embedding: np.ndarray | None, weight: float
     ) -> np.ndarray:
-        """``source_input``, remembered for the job's identity at the neutral weight (the
-        converter would otherwise run once per face per frame)."""
-        if self._processing.source == "image" or source.embedding is None or balance(weight):
+        """``source_input``, remembered per source: for embedding families the job's
+        identity at the neutral weight (the converter would otherwise run once per face
+        per frame), for image families the aligned source face (warped once per job, not
+        once per face per frame)."""
+        if self._processing.source == "image":
+            balance(weight)  # still a checked option
+            image, face = source.first_source()
+            points = np.asarray(face.landmarks)
+            # The entry keeps the image alive, so its id() cannot be reused while cached.
+            key = ("image", id(image), points.tobytes(), image.shape)
+            return self._remember(key, image, lambda: self.source_input(source, None, weight))
+        if source.embedding is None or balance(weight):
             return self.source_input(source, target_embedding, weight)
-        key = (np.asarray(source.embedding, dtype=np.float32).tobytes(),)
+        key = ("embedding", np.asarray(source.embedding, dtype=np.float32).tobytes())
+        return self._remember(key, None, lambda: self.source_input(source, None, weight))
+
+    def _remember(self, key: tuple, owner: object, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached value for ``key`` (made by ``compute`` on a miss; LRU of
+        ``_CACHE_SIZE``); ``owner`` is kept with it and must be the same object on a hit."""
         with self._lock:
             hit = self._cache.get(key)
-            if hit is not None:
+            if hit is not None and hit[0] is owner:
                 self._cache.move_to_end(key)
-                return hit
-        value = self.source_input(source, None, weight)
+                return hit[1]
+        value = compute()
+        value.setflags(write=False)
         with self._lock:
-            self._cache[key] = value
+            self._cache[key] = (owner, value)
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
         return value
@@ -232,37 +254,33 @@ class NeuralSwapper:
                 f"got {crop.shape}"
             )
         k = size // self.native_size
-        tiles = implode(crop, k)
-        rgb = tiles[..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
-        blob = ((rgb - self.mean) / self.std).transpose(0, 3, 1, 2)
-        outputs = self._run(np.ascontiguousarray(blob, dtype=self._target.dtype), source_input)
-        result = outputs.astype(np.float32).transpose(0, 2, 3, 1)
-        if self._processing.denormalise:
-            result = result * self.std + self.mean
-        np.clip(result, 0.0, 1.0, out=result)
-        swapped = explode(result[..., ::-1], k)
-        return np.rint(swapped * np.float32(255.0)).astype(np.uint8)
+        blob = implode_blob(crop, k, self._in_scale, self._in_offset)
+        outputs = self._run(blob.astype(self._target.dtype, copy=False), source_input)
+        return explode_bgr(outputs, k, self._out_scale, self._out_offset)
 
-    def _run(self, blob: np.ndarray, source_input: np.ndarray) -> np.ndarray:
+    def _run(self, blob: np.ndarray, source_input: np.ndarray) -> list[np.ndarray]:
+        """The network's (3, M, M) output for each sub-image of ``blob``, in order (not
+        concatenated: the merge reads them where they are)."""
         source_input = np.asarray(source_input, dtype=self._source.dtype)
         count = len(blob)
         steps = [slice(0, count)] if self.batched else [slice(i, i + 1) for i in range(count)]
-        parts = []
+        size = self.native_size
+        outputs: list[np.ndarray] = []
+        sources = {1: source_input[:1]}  # per batch length, made once (not per run)
         for step in steps:
             batch = blob[step]
-            feed = {
-                self._target.name: batch,
-                self._source.name: np.repeat(source_input[:1], len(batch), axis=0),
-            }
-            parts.append(np.asarray(self.session.run([self._output.name], feed)[0]))
-        output = np.concatenate(parts)
-        size = self.native_size
-        if output.shape != (count, 3, size, size):
-            raise ModelUnavailable(
-                f"model {self.name} (family {self.family}): output {self._output.name!r} came "
-                f"back with shape {list(output.shape)}, expected [{count}, 3, {size}, {size}]"
-            )
-        return output
+            if len(batch) not in sources:
+                sources[len(batch)] = np.repeat(source_input[:1], len(batch), axis=0)
+            feed = {self._target.name: batch, self._source.name: sources[len(batch)]}
+            output = np.asarray(self.session.run([self._output.name], feed)[0])
+            if output.shape != (len(batch), 3, size, size):
+                raise ModelUnavailable(
+                    f"model {self.name} (family {self.family}): output {self._output.name!r} "
+                    f"came back with shape {list(output.shape)}, expected "
+                    f"[{len(batch)}, 3, {size}, {size}]"
+                )
+            outputs.extend(output)
+        return outputs
 
     def swap(
         self,
@@ -275,6 +293,7 @@ class NeuralSwapper:
         weight: float | None = None,
         target_embedding: np.ndarray | None = None,
         mask_builder: MaskBuilder | None = None,
+        out: np.ndarray | None = None,
     ) -> np.ndarray:
         """A new frame with ``target`` swapped; pixels outside the mask are unchanged.
 
@@ -282,7 +301,9 @@ class NeuralSwapper:
         the native size). ``weight``: the identity weight (0.5 = the source as is; None =
         ``options.swapper_weight``, else 0.5); ``target_embedding`` defaults to
         ``target.embedding``. ``mask_builder`` replaces
-        the box mask (options ``mask_blur``/``mask_padding``).
+        the box mask (options ``mask_blur``/``mask_padding``). ``out``: write the result
+        there instead of into a copy of ``frame`` (``frame`` itself when the caller owns
+        it, e.g. for the next face of the same frame: saves a frame copy per face).
         """
         _check_frame(frame)
         points = _landmarks(target)
@@ -303,11 +324,10 @@ class NeuralSwapper:
                     f"the mask builder returned shape {mask.shape}, expected "
                     f"({crop_size}, {crop_size})"
                 )
-        if options.color_correction:
-            swapped = color_transfer(swapped, crop, mask)
-        if options.blend_mode == "poisson":
-            return seamless_paste(frame, swapped, matrix, mask)
-        return paste_back(frame, swapped, matrix, mask)
+        # The colour correction is applied by the paste, after the warp when that is cheaper.
+        color = color_map(swapped, crop, mask) if options.color_correction else None
+        paste = seamless_paste if options.blend_mode == "poisson" else paste_back
+        return paste(frame, swapped, matrix, mask, color=color, out=out)
 
 
 def _dynamic_batch(tensor: Tensor) -> bool:
