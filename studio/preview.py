@@ -18,7 +18,9 @@ when every slot is busy with other owners the answer is 429 with ``Retry-After``
 
 What makes moving a slider fast is a short-lived in-memory cache, keyed by the
 files' SHA-256 and the options: the prepared source identity (the ``FrameSwapper``
-``prepare`` returns), the decoded target frames and video probes. It is bounded in
+``prepare`` returns), the decoded target frames, video probes, and the faces
+``FrameSwapper.faces`` found in a frame, reused while only compositing options
+(``COMPOSITING_OPTIONS``: masks, blends, enhancers, swapper) change. It is bounded in
 entries, bytes and age.
 """
 
