@@ -425,9 +425,11 @@ def submit_body(max_sources: int) -> dict[str, Any]:
                             "description": "The image or video whose faces are replaced.",
                         },
                         "reference": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "Optional: an image of the face in the target to replace.",
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "Optional, one or more: images of faces in the "
+                            "target to replace. The first is the reference selector's face; "
+                            "face_map's reference entries count them from 0.",
                         },
                         "options": {
                             "type": "string",

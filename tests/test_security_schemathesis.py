@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(300)
 
 # Bounded so that the run stays well under two minutes on a 2-core machine.
 MAX_EXAMPLES = 12
-MAX_TIME = 40
+MAX_TIME = 55
 
 # Per-operation settings, written to a schemathesis.toml for the run. Both concern the
 # multipart upload operations only (submit_job, preview_swap, verify_file); every other
