@@ -185,6 +185,9 @@ def test_batch_actions_models_and_system_panels(tmp_path):
         images = page.locator(".fs-job[data-status=succeeded] img.fs-result-media")
         assert images.count() == 2
 
+        # A batch is one row with its jobs folded in: unfold it to act on one of them.
+        assert batch.get_attribute("data-expanded") == "0"
+        batch.locator(".fs-batch-toggle").click()
         first = batch.locator(".fs-job").first
         first.locator("[data-action=share]").click()
         share = first.locator(".fs-share-url")

@@ -20,6 +20,10 @@
   let online = false;
   let loaded = false;
   let reconnectTimer = null;
+  const filter = { status: "", text: "" }; // the toolbar's choice, kept across re-mounts
+  const expanded = new Set(); // batch ids the person unfolded
+  const originals = new Map(); // job id -> the original target (data URI) or null
+  const wanted = new Set(); // job ids whose original is asked for and not yet here
 
   function T(key, values) {
     let s = (CFG.i18n[LANG] || {})[key] || (CFG.i18n.en || {})[key] || key;
@@ -50,6 +54,15 @@
     return m + ":" + String(s % 60).padStart(2, "0");
   }
 
+  // A batch's one status: still running or waiting while any member does, else failed
+  // if any member failed, else canceled if any was, else done.
+  function batchStatus(members) {
+    for (const status of ["running", "queued", "failed", "canceled"]) {
+      if (members.some((j) => j.status === status)) return status;
+    }
+    return "succeeded";
+  }
+
   async function api(method, path, body) {
     const options = { method, credentials: "same-origin", headers: {} };
     if (body !== undefined) {
@@ -73,10 +86,60 @@
     container.dataset.fsMounted = "1";
     container.innerHTML = "";
     container.appendChild(el("div", { class: "fs-conn", "data-state": online ? "online" : "offline" }));
+    container.appendChild(toolbar());
     container.appendChild(el("div", { class: "fs-empty", text: T(loaded ? "q_empty" : "q_loading") }));
     container.appendChild(el("div", { class: "fs-list" }));
     for (const job of sortedJobs()) placeRow(container, job);
     refreshChrome(container);
+  }
+
+  // The toolbar: a status filter and a search by target name (plain form controls).
+  function toolbar() {
+    const status = el("select", { class: "fs-filter-status", "aria-label": T("q_filter_status") });
+    status.appendChild(el("option", { value: "", text: T("q_filter_all") }));
+    for (const name of ["queued", "running", "succeeded", "failed", "canceled"]) {
+      status.appendChild(el("option", { value: name, text: name + " · " + T("q_status_" + name) }));
+    }
+    status.value = filter.status;
+    status.addEventListener("change", () => {
+      filter.status = status.value;
+      refreshChrome();
+    });
+    const search = el("input", {
+      type: "search",
+      class: "fs-search",
+      placeholder: T("q_search"),
+      "aria-label": T("q_search"),
+      value: filter.text,
+    });
+    search.addEventListener("input", () => {
+      filter.text = search.value;
+      refreshChrome();
+    });
+    return el("div", { class: "fs-toolbar", role: "search" }, [status, search]);
+  }
+
+  function matches(job) {
+    if (filter.status && job.status !== filter.status) return false;
+    const needle = filter.text.trim().toLowerCase();
+    if (!needle) return true;
+    const name = ((job.inputs && job.inputs.target) || "").toLowerCase();
+    return name.includes(needle);
+  }
+
+  function applyFilter(container) {
+    let shown = 0;
+    for (const row of container.querySelectorAll(".fs-job")) {
+      const job = jobs.get(row.dataset.jobId || "");
+      const visible = !job || matches(job);
+      if (row.hidden === visible) row.hidden = !visible;
+      if (visible) shown += 1;
+    }
+    for (const group of container.querySelectorAll(".fs-batch")) {
+      const any = Array.from(group.querySelectorAll(".fs-job")).some((row) => !row.hidden);
+      group.hidden = !any;
+    }
+    return shown;
   }
 
   function sortedJobs() {
@@ -87,10 +150,11 @@
     container = container || root();
     if (!container) return;
     container.dataset.loaded = loaded ? "1" : "0";
+    const shown = applyFilter(container);
     const empty = container.querySelector(".fs-empty");
     if (empty) {
-      empty.textContent = T(loaded ? "q_empty" : "q_loading");
-      empty.style.display = jobs.size ? "none" : "";
+      empty.textContent = jobs.size ? T("q_no_match") : T(loaded ? "q_empty" : "q_loading");
+      empty.style.display = jobs.size && shown ? "none" : "";
     }
     const conn = container.querySelector(".fs-conn");
     if (conn) {
@@ -111,6 +175,17 @@
       }
       const done = members.filter((j) => FINISHED.includes(j.status)).length;
       const head = group.querySelector(".fs-batch-head");
+      const status = batchStatus(members);
+      group.dataset.status = status;
+      const badge = head.querySelector(".fs-status");
+      setText(badge, status);
+      badge.className = "fs-status fs-status-" + status;
+      badge.title = T("q_status_" + status);
+      const progress =
+        members.reduce((sum, j) => sum + (j.status === "succeeded" ? 1 : j.progress || 0), 0) / members.length;
+      const pct = Math.round(progress * 1000) / 10;
+      head.querySelector(".fs-bar").setAttribute("aria-valuenow", String(pct));
+      head.querySelector(".fs-bar-fill").style.width = pct + "%";
       head.querySelector(".fs-batch-count").textContent = T("q_batch_progress", {
         done: done,
         total: members.length,
@@ -134,14 +209,37 @@
         text: T("q_batch_zip"),
       });
       zip.style.display = "none";
-      group = el("div", { class: "fs-batch", "data-batch-id": job.batch_id }, [
+      const batch = job.batch_id;
+      const rowsId = "fs-batch-rows-" + batch.replace(/[^A-Za-z0-9_-]/g, "_");
+      const open = expanded.has(batch);
+      const toggle = el("button", {
+        type: "button",
+        class: "fs-act fs-batch-toggle",
+        "aria-expanded": open ? "true" : "false",
+        "aria-controls": rowsId,
+        text: T(open ? "q_batch_fold" : "q_batch_unfold"),
+      });
+      group = el("div", { class: "fs-batch", "data-batch-id": batch, "data-expanded": open ? "1" : "0" }, [
         el("div", { class: "fs-batch-head" }, [
-          el("span", { class: "fs-batch-title", text: T("q_batch") + " " + job.batch_id }),
+          toggle,
+          el("span", { class: "fs-batch-title", text: T("q_batch") + " " + batch }),
+          el("span", { class: "fs-status" }),
           el("span", { class: "fs-batch-count" }),
+          el("div", { class: "fs-bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100" }, [
+            el("div", { class: "fs-bar-fill" }),
+          ]),
           zip,
         ]),
-        el("div", { class: "fs-batch-rows" }),
+        el("div", { class: "fs-batch-rows", id: rowsId }),
       ]);
+      toggle.addEventListener("click", () => {
+        const now = group.dataset.expanded !== "1";
+        if (now) expanded.add(batch);
+        else expanded.delete(batch);
+        group.dataset.expanded = now ? "1" : "0";
+        toggle.setAttribute("aria-expanded", now ? "true" : "false");
+        toggle.textContent = T(now ? "q_batch_fold" : "q_batch_unfold");
+      });
       list.insertBefore(group, list.firstChild);
     }
     return group.querySelector(".fs-batch-rows");
@@ -266,8 +364,67 @@
     if (job.kind === "video") {
       box.appendChild(el("video", { src: job.result_url, controls: "", preload: "metadata", class: "fs-result-media" }));
     } else {
-      box.appendChild(el("img", { src: job.result_url, alt: "", class: "fs-result-media" }));
+      box.appendChild(compareFigure(job));
+      askOriginal(job.id);
     }
+  }
+
+  // An image result over its original: the original appears (with the range input that
+  // moves the split) once the Create/Queue panel's Gradio event has sent it.
+  function compareFigure(job) {
+    const before = el("img", { class: "fs-before", alt: T("q_before") });
+    before.hidden = true;
+    const range = el("input", {
+      type: "range",
+      class: "fs-compare-range",
+      min: "0",
+      max: "100",
+      value: "50",
+      step: "1",
+      "aria-label": T("q_compare"),
+    });
+    range.hidden = true;
+    const figure = el("figure", { class: "fs-compare fs-result-compare", "data-job-id": job.id }, [
+      el("div", { class: "fs-compare-stage" }, [
+        el("img", { src: job.result_url, alt: T("q_after"), class: "fs-result-media fs-after" }),
+        before,
+      ]),
+      range,
+    ]);
+    figure.style.setProperty("--fs-pos", "50%");
+    showOriginal(figure, job.id);
+    return figure;
+  }
+
+  function showOriginal(figure, id) {
+    const src = originals.get(id);
+    if (!src) return;
+    const before = figure.querySelector(".fs-before");
+    if (before.getAttribute("src") !== src) before.setAttribute("src", src);
+    before.hidden = false;
+    figure.querySelector(".fs-compare-range").hidden = false;
+    figure.dataset.compare = "1";
+  }
+
+  function askOriginal(id) {
+    if (originals.has(id)) return;
+    wanted.add(id);
+    flushOriginals();
+  }
+
+  function flushOriginals() {
+    if (typeof window.fsOriginal !== "function") return; // asked again when it is ready
+    for (const id of wanted) window.fsOriginal(id);
+    wanted.clear();
+  }
+
+  function receiveOriginal(value) {
+    if (!value || !value.job) return;
+    originals.set(value.job, value.src || null);
+    const container = root();
+    if (!container) return;
+    const figure = container.querySelector('.fs-result-compare[data-job-id="' + CSS.escape(value.job) + '"]');
+    if (figure) showOriginal(figure, value.job);
   }
 
   function button(action, label, handler) {
@@ -371,6 +528,7 @@
 
   function remove(id) {
     jobs.delete(id);
+    originals.delete(id);
     const container = root();
     if (!container) return;
     const row = container.querySelector('.fs-job[data-job-id="' + CSS.escape(id) + '"]');
@@ -443,7 +601,14 @@
     new MutationObserver(mount).observe(document.body, { childList: true, subtree: true });
     mount();
     connect();
-    window.fsQueue = { jobs: jobs, resync: resync, connected: () => online };
+    window.fsQueue = {
+      jobs: jobs,
+      resync: resync,
+      connected: () => online,
+      original: receiveOriginal,
+      originalsReady: flushOriginals,
+    };
+    flushOriginals();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);

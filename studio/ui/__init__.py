@@ -24,9 +24,9 @@ def build_ui(studio: Studio) -> gr.Blocks:
         gr.Markdown(t("title"), elem_id="fs-title")
         with gr.Tabs(selected="create", elem_id="fs-tabs") as tabs:
             with gr.Tab(t("tab_create"), id="create", elem_id="fs-tab-create"):
-                build_create_tab(studio, tabs)
+                create = build_create_tab(studio, tabs)
             with gr.Tab(t("tab_queue"), id="queue", elem_id="fs-tab-queue"):
-                build_queue_tab()
+                build_queue_tab(studio)
             with gr.Tab(t("tab_verify"), id="verify", elem_id="fs-tab-verify"):
                 build_verify_tab(studio)
             with gr.Tab(t("tab_models"), id="models", elem_id="fs-tab-models"):
@@ -37,6 +37,13 @@ def build_ui(studio: Studio) -> gr.Blocks:
             render_models,
             None,
             [models_table, models_choice],
+            show_progress="hidden",
+            api_visibility="private",
+        )
+        blocks.load(  # model choices as installed now (a download may have happened since)
+            create.refresh,
+            None,
+            create.dropdowns,
             show_progress="hidden",
             api_visibility="private",
         )
@@ -60,11 +67,12 @@ def login_message(config) -> str:
 
 
 def head_html() -> str:
-    """The Queue view's script and its strings, loaded into the page head."""
+    """The Queue view's and the comparisons' scripts and strings, loaded into the page head."""
     config = json.dumps({"i18n": queue_strings(), "api": "/api/v1"}, ensure_ascii=False)
     version = int(max(p.stat().st_mtime for p in STATIC_DIR.iterdir()))
     return (
         f"<script>window.FS_CONFIG = {config};</script>"
+        f'<script src="{STATIC_URL}/compare.js?v={version}" defer></script>'
         f'<script src="{STATIC_URL}/queue.js?v={version}" defer></script>'
     )
 

@@ -1,8 +1,15 @@
-"""The Create panel: sources, targets, options, Submit (which returns at once).
+"""The Create panel: sources, targets, their faces, a live preview, options, Submit.
 
 Submitting goes through ``Studio.submit`` like the REST API, so the same
 limits and checks apply; the job then lives in the scheduler's store, not in
 Gradio's queue, and the Queue panel follows it from there.
+
+Before Submit, the panel shows the faces of the first target left to right (the
+numbering of ``face_map``) with a source picker beside each, and a preview of the
+chosen frame swapped with the current options (``studio.ui.live_preview``), refreshed
+shortly after any change. A video target gets a player, a frame slider for the preview
+and a trim range. A model that is not installed offers its licence, and for the
+operator its download, beside the dropdown that chose it (``studio.ui.model_offer``).
 """
 
 from __future__ import annotations
@@ -15,12 +22,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-import cv2
 import gradio as gr
 import numpy as np
 
 from engine import imageio
-from engine.errors import EngineError
+from engine.errors import Canceled, EngineError
 from engine.options import (
     BLEND_MODES,
     CONTAINERS,
@@ -33,6 +39,7 @@ from engine.options import (
     MASK_TYPES,
     PRESETS,
     SELECTORS,
+    TRIM_MODES,
     VIDEO_CODECS,
     OutputOptions,
     SwapOptions,
@@ -40,10 +47,22 @@ from engine.options import (
 from studio.core import Studio
 from studio.limits import display_name
 from studio.submit import SubmitRequest, UploadedFile
+from studio.ui import live_preview, model_offer
 from studio.ui.components import UploadFiles
-from studio.ui.i18n import language, t, text
+from studio.ui.faces import (
+    CardText,
+    FaceCard,
+    face_thumbnail,
+    faces_html,
+    jpeg_data_uri,
+    ordered_boxes,
+    square_around,
+    whole_thumbnail,
+)
+from studio.ui.i18n import language, t, template, text
+from studio.ui.model_offer import ModelField, model_choices, model_label
+from studio.ui.models import is_operator
 
-FACE_THUMB = 112
 MAX_GALLERY_FACES = 24
 SWAP_DEFAULTS = SwapOptions()
 OUTPUT_DEFAULTS = OutputOptions()
@@ -85,20 +104,95 @@ OPTION_NAMES = (
     "crf",
     "preset",
 )
+# The model dropdowns: their catalogue kind and fixed words.
+MODEL_FIELDS = {
+    "swapper": ModelField("swapper", ("auto",)),
+    "detector": ModelField("detector", ("auto", "scrfd", "many")),
+    "landmarker": ModelField("landmarker", ("auto", "none")),
+    "occluder": ModelField("occluder", ("auto", "many")),
+    "parser": ModelField("parser", ("auto",)),
+    "enhancer": ModelField("enhancer", ()),
+    "frame_enhancer": ModelField("frame_enhancer", ("none",)),
+}
+# The face cards' script: a source picked for a face, or a face picked as the reference,
+# is sent to the server as the component's 'assign' or 'pick' event. Plain <select> and
+# <button> elements, so the keyboard works as with any form.
+FACES_JS = """
+element.addEventListener('change', (event) => {
+  const picker = event.target.closest ? event.target.closest('select.fs-face-source') : null;
+  if (!picker) return;
+  const card = picker.closest('.fs-face');
+  if (picker.value === '') delete card.dataset.source; else card.dataset.source = picker.value;
+  const map = {};  // every face's choice: the newest event carries the whole picture
+  for (const each of element.querySelectorAll('select.fs-face-source')) {
+    if (each.value !== '') map[each.dataset.face] = Number(each.value);
+  }
+  trigger('assign', { map: map });
+});
+element.addEventListener('click', (event) => {
+  const button = event.target.closest ? event.target.closest('button.fs-face-ref') : null;
+  if (!button) return;
+  trigger('pick', { face: Number(button.dataset.face) });
+});
+"""
+
+__all__ = ["build_create_tab", "model_choices", "model_label"]
 
 
 @dataclasses.dataclass
 class TargetFaces:
-    """Faces found in the first target, for picking the reference face."""
+    """The first target: its faces left to right (boxes and thumbnails), the face picked
+    as the reference, the source assigned to each face, and a video's length."""
 
     path: str | None = None
+    kind: str = "image"  # "image" | "video"
     boxes: list[list[float]] = dataclasses.field(default_factory=list)
+    thumbs: list[str] = dataclasses.field(default_factory=list)  # data URIs
     picked: int | None = None
+    assigned: dict[int, int] = dataclasses.field(default_factory=dict)  # face → source
+    frames: int = 1
+    duration: float | None = None
+
+    def face_map(self, sources: int) -> list[dict[str, int]]:
+        """``face_map`` entries of the assignments that still name an uploaded source."""
+        return [
+            {"source": source, "face": face}
+            for face, source in sorted(self.assigned.items())
+            if 0 <= source < sources and 0 <= face < len(self.boxes)
+        ]
 
 
-def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
-    with gr.Row():
-        with gr.Column(scale=5):
+@dataclasses.dataclass(frozen=True)
+class CreateTab:
+    """What the page's load event refreshes: the model dropdowns' choices."""
+
+    dropdowns: list[gr.Dropdown]
+    refresh: Any
+
+
+def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
+    dropdowns: dict[str, gr.Dropdown] = {}
+    offers: list[tuple[list[str], gr.Markdown, gr.Button, gr.State]] = []
+
+    def model_dropdown(name: str, **kwargs) -> gr.Dropdown:
+        field = MODEL_FIELDS[name]
+        dropdown = gr.Dropdown(model_choices(studio, field.kind, field.fixed), **kwargs)
+        dropdowns[name] = dropdown
+        return dropdown
+
+    def offer_block(names: list[str], group: str) -> None:
+        note = gr.Markdown(elem_id=f"fs-model-offer-{group}", elem_classes=["fs-model-offer"])
+        button = gr.Button(
+            t("offer_download"),
+            visible=False,
+            size="sm",
+            elem_id=f"fs-model-fetch-{group}",
+            elem_classes=["fs-model-fetch"],
+        )
+        offers.append((names, note, button, gr.State(None)))
+
+    with gr.Row(elem_id="fs-create", equal_height=False):
+        with gr.Column(scale=5, min_width=280):
             sources = UploadFiles(
                 label=t("sources"),
                 file_count="multiple",
@@ -109,11 +203,12 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
             source_faces = gr.Gallery(
                 label=t("source_faces"),
                 columns=6,
-                height=150,
+                fit_columns=False,
                 object_fit="contain",
                 allow_preview=False,
                 interactive=False,
                 elem_id="fs-source-faces",
+                elem_classes=["fs-face-gallery"],
             )
             targets = UploadFiles(
                 label=t("targets"),
@@ -122,20 +217,50 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                 type="filepath",
                 elem_id="fs-targets",
             )
-            target_faces = gr.Gallery(
+            with gr.Group(visible=False, elem_id="fs-video") as video_group:
+                player = gr.Video(
+                    label=t("video_player"), interactive=False, elem_id="fs-player", height=260
+                )
+                frame = gr.Slider(
+                    0, 1, value=0, step=1, label=t("preview_frame"), elem_id="fs-frame"
+                )
+                with gr.Row():
+                    trim_start = gr.Number(
+                        value=0.0,
+                        minimum=0.0,
+                        precision=2,
+                        label=t("trim_start"),
+                        elem_id="fs-trim-start",
+                        min_width=120,
+                    )
+                    trim_end = gr.Number(
+                        value=None,
+                        minimum=0.0,
+                        precision=2,
+                        label=t("trim_end"),
+                        elem_id="fs-trim-end",
+                        min_width=120,
+                    )
+                trim_mode = gr.Radio(
+                    list(TRIM_MODES), value="cut", label=t("trim_mode"), elem_id="fs-trim-mode"
+                )
+            target_faces = gr.HTML(
                 label=t("target_faces"),
-                columns=6,
-                height=150,
-                object_fit="contain",
-                allow_preview=False,
-                interactive=False,
+                show_label=True,
+                container=True,
                 elem_id="fs-target-faces",
+                js_on_load=FACES_JS,
             )
             reference_note = gr.Markdown(elem_id="fs-reference-note")
-        with gr.Column(scale=4):
+            # Previews and Submit wait until the person confirms their right to use the
+            # faces; the confirmation, the owner and the time go into the job's history.
+            consent = gr.Checkbox(value=False, label=t("consent"), elem_id="fs-consent")
+            preview = gr.HTML(elem_id="fs-preview", js_on_load=None, min_height=0)
+            preview_note = gr.Markdown(elem_id="fs-preview-note")
+        with gr.Column(scale=4, min_width=280):
             with gr.Accordion(t("group_swapper"), open=True):
-                swapper = gr.Dropdown(
-                    model_choices(studio, "swapper", ("auto",)),
+                swapper = model_dropdown(
+                    "swapper",
                     value=SWAP_DEFAULTS.swapper,
                     label=t("swapper"),
                     elem_id="fs-swapper",
@@ -153,10 +278,11 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                     step=0.05,
                     label=t("swapper_weight"),
                 )
-                detector = gr.Dropdown(
-                    model_choices(studio, "detector", ("auto", "scrfd", "many")),
+                detector = model_dropdown(
+                    "detector",
                     value=SWAP_DEFAULTS.detector,
                     label=t("detector"),
+                    elem_id="fs-detector",
                 )
                 detector_size = gr.Dropdown(
                     ["default", *[str(size) for size in DETECTOR_SIZES]],
@@ -175,11 +301,13 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                     value=[str(angle) for angle in SWAP_DEFAULTS.detector_angles],
                     label=t("detector_angles"),
                 )
-                landmarker = gr.Dropdown(
-                    model_choices(studio, "landmarker", ("auto", "none")),
+                landmarker = model_dropdown(
+                    "landmarker",
                     value=SWAP_DEFAULTS.landmarker,
                     label=t("landmarker"),
+                    elem_id="fs-landmarker",
                 )
+                offer_block(["swapper", "detector", "landmarker"], "swapper")
             with gr.Accordion(t("group_faces"), open=True):
                 selector = gr.Radio(
                     list(SELECTORS),
@@ -208,16 +336,16 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                     label=t("mask_types"),
                     elem_id="fs-mask-types",
                 )
-                occluder = gr.Dropdown(
-                    model_choices(studio, "occluder", ("auto", "many")),
+                occluder = model_dropdown(
+                    "occluder",
                     value=SWAP_DEFAULTS.occluder,
                     label=t("occluder"),
+                    elem_id="fs-occluder",
                 )
-                parser = gr.Dropdown(
-                    model_choices(studio, "parser", ("auto",)),
-                    value=SWAP_DEFAULTS.parser,
-                    label=t("parser"),
+                parser = model_dropdown(
+                    "parser", value=SWAP_DEFAULTS.parser, label=t("parser"), elem_id="fs-parser"
                 )
+                offer_block(["occluder", "parser"], "mask")
                 mask_regions = gr.CheckboxGroup(
                     list(MASK_REGIONS),
                     value=list(SWAP_DEFAULTS.mask_regions),
@@ -227,7 +355,12 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                     list(MASK_AREAS), value=list(SWAP_DEFAULTS.mask_areas), label=t("mask_areas")
                 )
                 mask_blur = gr.Slider(
-                    0.0, 1.0, value=SWAP_DEFAULTS.mask_blur, step=0.05, label=t("mask_blur")
+                    0.0,
+                    1.0,
+                    value=SWAP_DEFAULTS.mask_blur,
+                    step=0.05,
+                    label=t("mask_blur"),
+                    elem_id="fs-mask-blur",
                 )
                 paddings = [
                     gr.Slider(0.0, 0.5, value=0.0, step=0.01, label=t(f"mask_padding_{side}"))
@@ -240,8 +373,8 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                     list(BLEND_MODES), value=SWAP_DEFAULTS.blend_mode, label=t("blend_mode")
                 )
             with gr.Accordion(t("group_enhancer"), open=False):
-                enhancer = gr.Dropdown(
-                    model_choices(studio, "enhancer", ()),
+                enhancer = model_dropdown(
+                    "enhancer",
                     value=[],
                     multiselect=True,
                     label=t("enhancer"),
@@ -261,11 +394,13 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
                     step=0.05,
                     label=t("enhancer_fidelity"),
                 )
-                frame_enhancer = gr.Dropdown(
-                    model_choices(studio, "frame_enhancer", ("none",)),
+                frame_enhancer = model_dropdown(
+                    "frame_enhancer",
                     value=SWAP_DEFAULTS.frame_enhancer,
                     label=t("frame_enhancer"),
+                    elem_id="fs-frame-enhancer",
                 )
+                offer_block(["enhancer", "frame_enhancer"], "enhancer")
                 frame_enhancer_blend = gr.Slider(
                     0.0,
                     1.0,
@@ -290,9 +425,6 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
             priority = gr.Slider(
                 -10, 10, value=0, step=1, label=t("priority"), elem_id="fs-priority"
             )
-            # Submit stays disabled until the person confirms their right to use the faces;
-            # the confirmation, the owner and the time go into the job's history.
-            consent = gr.Checkbox(value=False, label=t("consent"), elem_id="fs-consent")
             submit = gr.Button(
                 t("submit"), variant="primary", elem_id="fs-submit", interactive=False
             )
@@ -333,29 +465,160 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
         crf,
         preset,
     ]
+    debouncer = live_preview.Debouncer()
+
+    # -- the faces ----------------------------------------------------------------------
 
     def show_source_faces(files: list[str] | None, request: gr.Request):
         return _faces_gallery(studio, files or [], language(_accept(request)))
 
-    def show_target_faces(files: list[str] | None, request: gr.Request):
+    def render_target_faces(faces: TargetFaces, files: list[str] | None, request: gr.Request):
+        return _cards(faces, files or [], language(_accept(request)))
+
+    def show_target(files: list[str] | None, request: gr.Request):
+        """The first target's faces (left to right) and, for a video, its controls."""
+        lang = language(_accept(request))
         faces = TargetFaces()
+        hidden = (gr.Group(visible=False), gr.Video(value=None), gr.Slider(value=0))
+        trims = (gr.Number(value=0.0), gr.Number(value=None))
         if not files:
-            return [], faces, ""
+            return faces, "", *hidden, *trims
         faces.path = files[0]
         try:
-            image = _load_any(files[0])
+            faces.kind = "image" if _is_image(files[0]) else "video"
+            image = live_preview.target_frame(files[0], 0)
             found = studio.face_engine().detect(image)
+            video = _video_controls(faces, files[0]) if faces.kind == "video" else None
         except EngineError as exc:
-            return [], faces, html.escape(exc.message)
-        faces.boxes = [[float(v) for v in face.box] for face in found[:MAX_GALLERY_FACES]]
-        gallery = [(_crop(image, box), f"#{n}") for n, box in enumerate(faces.boxes)]
-        note = "" if gallery else text(language(_accept(request)), "msg_no_faces")
-        return gallery, faces, note
+            return faces, html.escape(exc.message), *hidden, *trims
+        faces.boxes = ordered_boxes(found)[:MAX_GALLERY_FACES]
+        faces.thumbs = [jpeg_data_uri(face_thumbnail(image, box)) for box in faces.boxes]
+        note = "" if faces.boxes else text(lang, "msg_no_faces")
+        if video is None:
+            return faces, note, *hidden, *trims
+        return faces, note, *video
 
-    def pick_reference(faces: TargetFaces, evt: gr.SelectData, request: gr.Request):
-        faces = dataclasses.replace(faces, picked=int(evt.index))
-        note = text(language(_accept(request)), "msg_reference", index=int(evt.index))
-        return faces, "reference", note
+    def assign(faces: TargetFaces, files: list[str] | None, evt: gr.EventData):
+        data = evt._data if isinstance(evt._data, dict) else {}
+        chosen = data.get("map")
+        if not isinstance(chosen, dict):
+            return faces
+        return dataclasses.replace(faces, assigned=_assignments(chosen, faces, files or []))
+
+    def pick_reference(
+        faces: TargetFaces, files: list[str] | None, evt: gr.EventData, request: gr.Request
+    ):
+        data = evt._data if isinstance(evt._data, dict) else {}
+        face = data.get("face")
+        lang = language(_accept(request))
+        if not isinstance(face, int) or not 0 <= face < len(faces.boxes):
+            return faces, gr.Radio(), "", gr.HTML()
+        faces = dataclasses.replace(faces, picked=face)
+        note = text(lang, "msg_reference", index=face)
+        return faces, "reference", note, _cards(faces, files or [], lang)
+
+    # -- the preview --------------------------------------------------------------------
+
+    async def refresh_preview(
+        request: gr.Request,  # first: Gradio injects it only before the *values
+        source_files: list[str] | None,
+        target_files: list[str] | None,
+        faces: TargetFaces,
+        consent_given: bool,
+        frame_index: float | None,
+        *values,  # the option_inputs, in OPTION_NAMES order
+    ):
+        tab = getattr(request, "session_hash", None) or "-"
+        ticket = await debouncer.settle(tab)
+        if ticket is None:
+            return gr.skip(), gr.skip()  # a newer change will answer
+        lang = language(_accept(request))
+        if not source_files or not target_files:
+            return "", ""
+        if consent_given is not True:
+            return "", text(lang, "preview_needs_consent")
+        owner = studio.browser_owner(dict(request.cookies), getattr(request, "username", None))
+        if owner is None:
+            return "", text(lang, "msg_error", error="reload the page (no session cookie)")
+        index = int(frame_index or 0) if faces.kind == "video" else 0
+        options = _options(dict(zip(OPTION_NAMES, values, strict=True)))
+        options["consent"] = True
+        face_map = faces.face_map(len(source_files))
+        if face_map:
+            options["face_map"] = face_map
+        target = target_files[0]
+        reference_path = None
+        try:
+            if _wants_reference(options, faces, target):
+                reference_path = await asyncio.to_thread(_save_reference, studio, faces)
+            submission = SubmitRequest(
+                owner=owner,
+                sources=_uploads(source_files),
+                target=UploadedFile(display_name(Path(target).name), Path(target)),
+                reference=UploadedFile("reference.png", reference_path) if reference_path else None,
+                options=options,
+                via="ui",
+            )
+            rendered = await live_preview.render_when_free(
+                studio, submission, index, lambda: debouncer.current(tab, ticket)
+            )
+            if rendered is None or not debouncer.current(tab, ticket):
+                return gr.skip(), gr.skip()
+            before = await asyncio.to_thread(_before, target, rendered.frame)
+        except Canceled:
+            return gr.skip(), gr.skip()
+        except EngineError as exc:
+            return "", "⚠️ " + html.escape(exc.message)
+        finally:
+            if reference_path is not None:
+                with contextlib.suppress(OSError):
+                    reference_path.unlink()
+        words = live_preview.CompareText(
+            badge=text(lang, "preview_badge"),
+            before=text(lang, "preview_before"),
+            after=text(lang, "preview_after"),
+            slider=text(lang, "preview_slider"),
+            caption=_caption(lang, faces.kind, rendered),
+        )
+        note = "\n\n".join(f"⚠️ {html.escape(w)}" for w in rendered.warnings)
+        return live_preview.compare_html(before, rendered.jpeg, words, ticket), note
+
+    # -- models where they are chosen ---------------------------------------------------
+
+    def offer_for(names: list[str]):
+        def offer(request: gr.Request, *chosen):
+            lang = language(_accept(request))
+            for value in chosen:
+                status = model_offer.missing(studio, value)
+                if status is not None:
+                    allowed = is_operator(studio, request)
+                    return (
+                        model_offer.offer_markdown(status, lang, allowed),
+                        gr.Button(visible=allowed),
+                        status.name,
+                    )
+            return "", gr.Button(visible=False), None
+
+        return offer
+
+    def fetch_model(name: str | None, request: gr.Request, progress=gr.Progress()):
+        lang = language(_accept(request))
+        unchanged = [gr.Dropdown() for _ in MODEL_FIELDS]
+        if not is_operator(studio, request):
+            return "⚠️ " + text(lang, "msg_operator_only"), gr.Button(visible=False), *unchanged
+        if not name or name not in studio.models.registry:
+            return "", gr.Button(visible=False), *unchanged
+        note = model_offer.download(studio, name, lang, progress)
+        installed = studio.models.status(name).installed
+        return note, gr.Button(visible=not installed), *refresh_models()
+
+    def refresh_models():
+        return [
+            gr.Dropdown(choices=model_choices(studio, field.kind, field.fixed))
+            for field in MODEL_FIELDS.values()
+        ]
+
+    # -- submit -------------------------------------------------------------------------
 
     async def submit_jobs(
         request: gr.Request,  # first: Gradio injects it only before the *values
@@ -364,36 +627,79 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
         faces: TargetFaces,
         consent_given: bool,
         priority_value: float,
+        trim_from: float | None,
+        trim_to: float | None,
+        trim_how: str | None,
         *values,  # the option_inputs, in OPTION_NAMES order
     ):
         lang = language(_accept(request))
-        unchanged = (gr.File(), gr.File(), gr.Gallery(), gr.Gallery(), faces)
+        unchanged = (gr.File(), gr.File(), gr.Gallery(), gr.HTML(), faces, gr.HTML())
         if consent_given is not True:  # the button is disabled too; never trust the client
             return "⚠️ " + text(lang, "msg_no_consent"), gr.Tabs(), *unchanged
+        trim = _trim(faces, trim_from, trim_to, trim_how)
         message = await _submit(
-            studio, source_files, target_files, faces, priority_value, values, request, lang
+            studio, source_files, target_files, faces, priority_value, trim, values, request, lang
         )
         if not message.startswith("✅"):
             return message, gr.Tabs(), *unchanged
         # The jobs hold their own copies now: the uploads and face crops leave Gradio's
         # cache (studio.gradio_guard), and the form starts afresh.
-        return message, gr.Tabs(selected="queue"), None, None, [], [], TargetFaces()
+        return message, gr.Tabs(selected="queue"), None, None, [], "", TargetFaces(), ""
 
+    # -- wiring -------------------------------------------------------------------------
+
+    preview_event = {
+        "fn": refresh_preview,
+        "inputs": [sources, targets, faces_state, consent, frame, *option_inputs],
+        "outputs": [preview, preview_note],
+        "concurrency_limit": None,  # the preview service admits and bounds them
+        "trigger_mode": "multiple",  # every change counts; the debouncer keeps the newest
+        "show_progress": "hidden",
+        "api_visibility": "private",
+    }
     sources.change(
         show_source_faces, sources, source_faces, concurrency_limit=2, api_visibility="private"
-    )
+    ).then(
+        render_target_faces,
+        [faces_state, sources],
+        target_faces,
+        show_progress="hidden",
+        api_visibility="private",
+    ).then(**preview_event)
     targets.change(
-        show_target_faces,
+        show_target,
         targets,
-        [target_faces, faces_state, reference_note],
+        [faces_state, reference_note, video_group, player, frame, trim_start, trim_end],
         concurrency_limit=2,
         api_visibility="private",
-    )
-    target_faces.select(
-        pick_reference,
-        faces_state,
-        [faces_state, selector, reference_note],
+    ).then(
+        render_target_faces,
+        [faces_state, sources],
+        target_faces,
+        show_progress="hidden",
         api_visibility="private",
+    ).then(**preview_event)
+    target_faces.assign(  # type: ignore[attr-defined]
+        assign,
+        [faces_state, sources],
+        faces_state,
+        # Each event carries every face's choice; one queue, in order, so the newest wins
+        # (a deferred "always_last" event would lose its data).
+        trigger_mode="multiple",
+        concurrency_limit=1,
+        show_progress="hidden",
+        api_visibility="private",
+    ).then(**preview_event)
+    target_faces.pick(  # type: ignore[attr-defined]
+        pick_reference,
+        [faces_state, sources],
+        [faces_state, selector, reference_note, target_faces],
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    gr.on(
+        [consent.change, frame.change, *[control.change for control in option_inputs]],
+        **preview_event,
     )
     consent.change(
         lambda given: gr.Button(interactive=bool(given)),
@@ -401,13 +707,127 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> None:
         submit,
         api_visibility="private",
     )
+    for names, note, button, pending in offers:
+        chosen = [dropdowns[name] for name in names]
+        gr.on(
+            [dropdown.input for dropdown in chosen],
+            offer_for(names),
+            chosen,
+            [note, button, pending],
+            show_progress="hidden",
+            api_visibility="private",
+        )
+        button.click(
+            fetch_model,
+            pending,
+            [note, button, *dropdowns.values()],
+            concurrency_limit=1,
+            api_visibility="private",
+        )
     submit.click(
         submit_jobs,
-        [sources, targets, faces_state, consent, priority, *option_inputs],
-        [status, tabs, sources, targets, source_faces, target_faces, faces_state],
+        [
+            sources,
+            targets,
+            faces_state,
+            consent,
+            priority,
+            trim_start,
+            trim_end,
+            trim_mode,
+            *option_inputs,
+        ],
+        [status, tabs, sources, targets, source_faces, target_faces, faces_state, preview],
         concurrency_limit=None,
         api_visibility="private",
     )
+    return CreateTab(list(dropdowns.values()), refresh_models)
+
+
+def _before(target: str, frame: int) -> str:
+    return live_preview.before_uri(live_preview.target_frame(target, frame))
+
+
+def _caption(lang: str, kind: str, rendered: live_preview.Rendered) -> str:
+    key = "preview_caption_video" if kind == "video" else "preview_caption"
+    caption = text(lang, key, frame=rendered.frame, faces=rendered.faces_swapped)
+    if not rendered.marked:
+        caption += " · " + text(lang, "preview_unmarked")
+    return caption
+
+
+def _video_controls(faces: TargetFaces, path: str) -> tuple:
+    """The player, the frame slider and the trim range for a video target."""
+    from engine.video.probe import probe
+
+    info = probe(path)
+    faces.frames, faces.duration = max(int(info.frames), 1), float(info.duration)
+    return (
+        gr.Group(visible=True),
+        gr.Video(value=path),
+        gr.Slider(minimum=0, maximum=max(faces.frames - 1, 1), value=0, step=1),
+        gr.Number(value=0.0, maximum=round(faces.duration, 2)),
+        gr.Number(value=round(faces.duration, 2), maximum=round(faces.duration, 2)),
+    )
+
+
+def _trim(
+    faces: TargetFaces, start: float | None, end: float | None, mode: str | None
+) -> dict[str, Any]:
+    """The trim options, when they trim the first (video) target."""
+    if faces.kind != "video":
+        return {}
+    trim: dict[str, Any] = {}
+    if start is not None and float(start) > 0:
+        trim["trim_start"] = float(start)
+    if end is not None and float(end) > 0 and (faces.duration is None or end < faces.duration):
+        trim["trim_end"] = float(end)
+    if trim and mode in TRIM_MODES and mode != OUTPUT_DEFAULTS.trim_mode:
+        trim["trim_mode"] = mode
+    return trim
+
+
+def _assignments(chosen: dict, faces: TargetFaces, sources: list[str]) -> dict[int, int]:
+    """The page's face → source choices, kept where both name something that exists."""
+    assigned: dict[int, int] = {}
+    for face, source in list(chosen.items())[:MAX_GALLERY_FACES]:
+        try:
+            face_index, source_index = int(face), int(source)
+        except (TypeError, ValueError):
+            continue
+        if 0 <= face_index < len(faces.boxes) and 0 <= source_index < len(sources):
+            assigned[face_index] = source_index
+    return assigned
+
+
+def _uploads(files: list[str]) -> list[UploadedFile]:
+    return [UploadedFile(display_name(Path(p).name), Path(p)) for p in files]
+
+
+def _wants_reference(options: dict[str, Any], faces: TargetFaces, target: str) -> bool:
+    """The picked face becomes the jobs' reference image (unless faces are mapped)."""
+    return (
+        options.get("selector") == "reference"
+        and "face_map" not in options
+        and faces.picked is not None
+        and faces.path is not None
+    )
+
+
+def _cards(faces: TargetFaces, source_files: list[str], lang: str) -> str:
+    cards = [
+        FaceCard(index, thumb, faces.assigned.get(index), faces.picked == index)
+        for index, thumb in enumerate(faces.thumbs)
+    ]
+    words = CardText(
+        face=template(lang, "face_card"),
+        source=text(lang, "face_source"),
+        none=text(lang, "face_source_none"),
+        reference=text(lang, "face_reference"),
+        source_item=template(lang, "face_source_item"),
+    )
+    names = [display_name(Path(path).name) for path in source_files]
+    return faces_html(cards, names, words)
 
 
 async def _submit(
@@ -416,6 +836,7 @@ async def _submit(
     target_files: list[str] | None,
     faces: TargetFaces,
     priority_value: float,
+    trim: dict[str, Any],
     values: tuple,
     request: gr.Request,
     lang: str,
@@ -434,22 +855,28 @@ async def _submit(
     options = _options(dict(zip(OPTION_NAMES, values, strict=True)))
     options["priority"] = int(priority_value or 0)
     options["consent"] = True
+    face_map = faces.face_map(len(source_files))
+    if face_map:  # a source per face; without one, the selector decides as before
+        options["face_map"] = face_map
     batch = secrets.token_urlsafe(6) if len(target_files) > 1 else None
     if batch:
         options["batch_id"] = batch
     reference_path: Path | None = None
     try:
-        if options.get("selector") == "reference" and faces.picked is not None and faces.path:
+        if _wants_reference(options, faces, target_files[0]):
             reference_path = await asyncio.to_thread(_save_reference, studio, faces)
         reference = UploadedFile("reference.png", reference_path) if reference_path else None
         submitted, refused = [], []
         for path in target_files:
+            per_target = dict(options)
+            if not _is_image(path):
+                per_target.update(trim)
             request_ = SubmitRequest(
                 owner=owner,
-                sources=[UploadedFile(display_name(Path(p).name), Path(p)) for p in source_files],
+                sources=_uploads(source_files),
                 target=UploadedFile(display_name(Path(path).name), Path(path)),
                 reference=reference,
-                options=dict(options),
+                options=per_target,
                 via="ui",
             )
             try:
@@ -516,33 +943,6 @@ def _options(values: dict[str, Any]) -> dict[str, Any]:
 _SIDES = ("top", "right", "bottom", "left")
 
 
-def model_choices(studio: Studio, kind: str, fixed: tuple[str, ...]) -> list[tuple[str, str]]:
-    """A model option's choices: the fixed words, then every catalogue model of ``kind``
-    (custom entries included, licence-filtered), labelled with whether it is installed,
-    its size and its licence class."""
-    choices = [(word, word) for word in fixed]
-    for status in studio.models.list():
-        if status.kind != kind:
-            continue
-        choices.append((model_label(status), status.name))
-    return choices
-
-
-def model_label(status) -> str:
-    """``name — installed · 403 MB · research`` (``custom`` where it is)."""
-    parts = [status.name]
-    details = [status.state if status.state != "embedded" else "built in"]
-    size = status.size or getattr(status, "size_hint", 0)
-    if size and not status.embedded:
-        details.append(f"{'~' if not status.size else ''}{size / 1e6:.0f} MB")
-    licence_class = getattr(status, "licence_class", "")
-    if licence_class:
-        details.append(licence_class)
-    if getattr(status, "custom", False):
-        details.append("custom")
-    return f"{parts[0]} — {' · '.join(details)}"
-
-
 def _accept(request: gr.Request | None) -> str | None:
     if request is None:
         return None
@@ -550,35 +950,15 @@ def _accept(request: gr.Request | None) -> str | None:
     return headers.get("accept-language")
 
 
-def _load_any(path: str) -> np.ndarray:
-    """An image, or a video's first frame (for the reference gallery)."""
+def _is_image(path: str) -> bool:
     with open(path, "rb") as handle:
         head = handle.read(16)
     sniffed = imageio.sniff_image_format(head)
-    if sniffed and sniffed != "gif":
-        return imageio.load_image(path)
-    from engine.video.decode import read_frame
-
-    return read_frame(path, 0)
-
-
-def _crop(image: np.ndarray, box: list[float], margin: float = 0.25) -> np.ndarray:
-    """An RGB thumbnail of a face with some room around it."""
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
-    left = int(max(0, x1 - margin * w))
-    top = int(max(0, y1 - margin * h))
-    right = int(min(image.shape[1], x2 + margin * w))
-    bottom = int(min(image.shape[0], y2 + margin * h))
-    crop = image[top:bottom, left:right]
-    if crop.size == 0:
-        crop = image
-    scale = FACE_THUMB / max(crop.shape[:2])
-    crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(crop[:, :, ::-1])
+    return bool(sniffed) and sniffed != "gif"
 
 
 def _faces_gallery(studio: Studio, files: list[str], lang: str) -> list:
+    """Each source's faces, largest first (the largest is used, ✓), as square thumbnails."""
     gallery = []
     for number, path in enumerate(files, 1):
         try:
@@ -588,28 +968,22 @@ def _faces_gallery(studio: Studio, files: list[str], lang: str) -> list:
             gallery.append((np.zeros((8, 8, 3), np.uint8), f"{number}: {exc.message}"))
             continue
         if not faces:
-            gallery.append(
-                (
-                    _crop(image, [0, 0, image.shape[1], image.shape[0]], 0),
-                    f"{number}: {text(lang, 'msg_no_faces')}",
-                )
-            )
+            gallery.append((whole_thumbnail(image), f"{number}: {text(lang, 'msg_no_faces')}"))
         for index, face in enumerate(faces[:4]):
             label = f"{number}" + (" ✓" if index == 0 else "")
-            gallery.append((_crop(image, [float(v) for v in face.box]), label))
+            gallery.append((face_thumbnail(image, face.box), label))
     return gallery[:MAX_GALLERY_FACES]
 
 
 def _save_reference(studio: Studio, faces: TargetFaces) -> Path:
     """The picked face of the first target, saved as the jobs' reference image."""
     assert faces.path is not None and faces.picked is not None
-    image = _load_any(faces.path)
-    box = faces.boxes[faces.picked]
-    x1, y1, x2, y2 = box
-    w, h = x2 - x1, y2 - y1
-    left, top = int(max(0, x1 - 0.6 * w)), int(max(0, y1 - 0.6 * h))
-    right = int(min(image.shape[1], x2 + 0.6 * w))
-    bottom = int(min(image.shape[0], y2 + 0.6 * h))
+    image = live_preview.target_frame(faces.path, 0)
+    square = square_around(faces.boxes[faces.picked], margin=0.6)
+    height, width = image.shape[:2]
+    left, top = max(square.left, 0), max(square.top, 0)
+    right = min(square.left + square.side, width)
+    bottom = min(square.top + square.side, height)
     path = studio.new_upload_path().with_suffix(".png")
     imageio.save_image(image[top:bottom, left:right], path)
     return path

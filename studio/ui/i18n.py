@@ -20,7 +20,8 @@ EN: dict[str, str] = {
     "sources": "Source face image(s)",
     "source_faces": "Faces found in the sources (the largest of each is used)",
     "targets": "Target image(s) or video(s): several targets make a batch",
-    "target_faces": "Faces in the first target (pick one for the 'reference' selector)",
+    "target_faces": "Faces in the first target, left to right: give each a source, or pick "
+    "one for the 'reference' selector",
     "group_swapper": "Swapper",
     "swapper": "Swapper",
     "detector": "Face detector",
@@ -87,6 +88,33 @@ EN: dict[str, str] = {
     "msg_no_targets": "Add at least one target image or video.",
     "msg_no_faces": "No face found in this image.",
     "msg_reference": "Reference: face {index} of the first target (selector set to 'reference').",
+    # create: faces, preview, video, models where they are chosen
+    "face_card": "Face {index}",
+    "face_source": "Source",
+    "face_source_none": "none (left as it is)",
+    "face_source_item": "Source {index}: {name}",
+    "face_reference": "Use as reference",
+    "video_player": "Target video",
+    "preview_frame": "Preview frame",
+    "trim_start": "Trim start (seconds)",
+    "trim_end": "Trim end (seconds)",
+    "trim_mode": "Trim: cut (output only the range) or keep (whole clip, outside untouched)",
+    "preview_needs_consent": "Confirm that you have the right to use these faces to see a preview.",
+    "preview_badge": "Preview",
+    "preview_before": "Before",
+    "preview_after": "After (preview)",
+    "preview_slider": "Before / after",
+    "preview_caption": "Preview · {faces} face(s) swapped",
+    "preview_caption_video": "Preview of frame {frame} · {faces} face(s) swapped",
+    "preview_unmarked": "not watermarked",
+    "offer_download": "Download this model",
+    "offer_missing": "**{name}** is not installed ({details}).",
+    "offer_class": "licence class: {licence_class}",
+    "offer_licence": "Licence: {licence}",
+    "offer_accept": "Downloading it means you accept its licence.",
+    "offer_ask_operator": "Only the operator of this server can download models; ask them "
+    "to install it.",
+    "msg_downloaded_here": "{name} is installed and can be chosen now.",
     # models
     "models_table": "Models",
     "model_pick": "Model to download",
@@ -138,6 +166,15 @@ EN: dict[str, str] = {
     "q_status_succeeded": "done",
     "q_status_failed": "failed",
     "q_status_canceled": "canceled",
+    "q_filter_status": "Show jobs with status",
+    "q_filter_all": "all statuses",
+    "q_search": "Search by target name",
+    "q_no_match": "No job matches the filter.",
+    "q_batch_unfold": "Show jobs",
+    "q_batch_fold": "Hide jobs",
+    "q_before": "Original target",
+    "q_after": "Result",
+    "q_compare": "Original / result",
 }
 
 ZH: dict[str, str] = {
@@ -149,7 +186,7 @@ ZH: dict[str, str] = {
     "sources": "源人脸图片（可多张）",
     "source_faces": "源图片中检测到的人脸（每张取最大的一张脸）",
     "targets": "目标图片或视频：多个目标将组成一个批次",
-    "target_faces": "第一个目标中的人脸（为“参考”选择器选择一张）",
+    "target_faces": "第一个目标中的人脸（从左到右）：为每张脸指定一个源，或为“参考”选择器选择一张",
     "group_swapper": "换脸模型",
     "swapper": "换脸模型",
     "detector": "人脸检测器",
@@ -214,6 +251,31 @@ ZH: dict[str, str] = {
     "msg_no_targets": "请至少添加一个目标图片或视频。",
     "msg_no_faces": "这张图片中没有找到人脸。",
     "msg_reference": "参考：第一个目标中的第 {index} 张脸（选择器已设为“reference”）。",
+    "face_card": "人脸 {index}",
+    "face_source": "源",
+    "face_source_none": "无（保持原样）",
+    "face_source_item": "源 {index}：{name}",
+    "face_reference": "用作参考",
+    "video_player": "目标视频",
+    "preview_frame": "预览帧",
+    "trim_start": "裁剪起点（秒）",
+    "trim_end": "裁剪终点（秒）",
+    "trim_mode": "裁剪：cut（仅输出该区间）或 keep（保留整段，区间外不变）",
+    "preview_needs_consent": "请先确认您有权使用这些人脸，才能查看预览。",
+    "preview_badge": "预览",
+    "preview_before": "处理前",
+    "preview_after": "处理后（预览）",
+    "preview_slider": "处理前 / 处理后",
+    "preview_caption": "预览 · 已替换 {faces} 张脸",
+    "preview_caption_video": "第 {frame} 帧的预览 · 已替换 {faces} 张脸",
+    "preview_unmarked": "未加水印",
+    "offer_download": "下载此模型",
+    "offer_missing": "**{name}** 尚未安装（{details}）。",
+    "offer_class": "许可类别：{licence_class}",
+    "offer_licence": "许可证：{licence}",
+    "offer_accept": "下载即表示您接受其许可证。",
+    "offer_ask_operator": "只有本服务器的管理员可以下载模型，请联系管理员安装。",
+    "msg_downloaded_here": "{name} 已安装，现在可以选择。",
     "models_table": "模型",
     "model_pick": "要下载的模型",
     "model_download": "下载",
@@ -262,6 +324,15 @@ ZH: dict[str, str] = {
     "q_status_succeeded": "已完成",
     "q_status_failed": "失败",
     "q_status_canceled": "已取消",
+    "q_filter_status": "按状态显示任务",
+    "q_filter_all": "全部状态",
+    "q_search": "按目标文件名搜索",
+    "q_no_match": "没有符合筛选条件的任务。",
+    "q_batch_unfold": "展开任务",
+    "q_batch_fold": "收起任务",
+    "q_before": "原始目标",
+    "q_after": "结果",
+    "q_compare": "原图 / 结果",
 }
 
 LANGUAGES = {"en": EN, "zh-CN": ZH}
@@ -284,10 +355,14 @@ def language(accept_language: str | None) -> str:
     return "en"
 
 
+def template(lang: str, key: str) -> str:
+    """A server-side message in ``lang``, its ``{placeholders}`` left to fill."""
+    return LANGUAGES.get(lang, EN).get(key) or EN[key]
+
+
 def text(lang: str, key: str, **values) -> str:
     """A server-side message in ``lang``."""
-    template = LANGUAGES.get(lang, EN).get(key) or EN[key]
-    return template.format(**values)
+    return template(lang, key).format(**values)
 
 
 def queue_strings() -> dict[str, dict[str, str]]:

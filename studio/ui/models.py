@@ -26,11 +26,7 @@ def build_models_tab(studio: Studio):
     message = gr.Markdown(elem_id="fs-model-message")
 
     def operator(request: gr.Request | None) -> bool:
-        """Downloads are the operator's: open local mode, a login, or an admin key."""
-        if request is None:
-            return False
-        principal = studio.ui_principal(dict(request.cookies), getattr(request, "username", None))
-        return principal is not None and principal.operator
+        return is_operator(studio, request)
 
     def render(request: gr.Request):
         lang = language(request.headers.get("accept-language") if request else None)
@@ -61,6 +57,14 @@ def build_models_tab(studio: Studio):
         fetch, choice, [message, table, choice], concurrency_limit=1, api_visibility="private"
     )
     return table, choice, render
+
+
+def is_operator(studio: Studio, request: gr.Request | None) -> bool:
+    """Downloads are the operator's: open local mode, a login, or an admin key."""
+    if request is None:
+        return False
+    principal = studio.ui_principal(dict(request.cookies), getattr(request, "username", None))
+    return principal is not None and principal.operator
 
 
 def _downloadable(studio: Studio) -> list[str]:
