@@ -528,7 +528,8 @@ def test_missing_model_downloads_where_it_is_chosen(page, loop):
 
 
 def test_phone_width_and_keyboard(loop, browser):
-    context = browser.new_context(locale="en-US", viewport={"width": 390, "height": 844})
+    # A phone set to Chinese: the new words come in the page's language too.
+    context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
     page = context.new_page()
     try:
         page.goto(loop.url)
@@ -536,6 +537,9 @@ def test_phone_width_and_keyboard(loop, browser):
         upload(page, [TOM_HANKS], [T1])
         consent(page)
         wait_new_preview(page, None)
+        assert page.locator("#fs-preview .fs-badge").inner_text() == "预览"
+        assert page.locator(".fs-face-ref").first.inner_text() == "用作参考"
+        assert page.locator(".fs-face-thumb").first.get_attribute("alt") == "人脸 0"
         fits = "document.documentElement.scrollWidth"
         assert page.evaluate(fits) <= 390
         outside = page.evaluate(
@@ -565,10 +569,10 @@ def test_phone_width_and_keyboard(loop, browser):
         assert page.locator("#fs-selector input[value=reference]").is_checked()
 
         for tab, panel in (
-            ("Queue", "#fs-queue .fs-toolbar"),
-            ("Verify", "#fs-tab-verify input[type=file]"),
-            ("Models", "#fs-models table"),
-            ("System", "#fs-system table"),
+            ("队列", "#fs-queue .fs-toolbar"),
+            ("验证", "#fs-tab-verify input[type=file]"),
+            ("模型", "#fs-models table"),
+            ("系统", "#fs-system table"),
         ):
             open_tab(page, tab)
             page.wait_for_selector(panel, state="attached", timeout=20_000)
