@@ -132,19 +132,47 @@ def run_analysis(
     cancel: CancelToken | None = None,
 ) -> VideoAnalysis:
     """Detect, track and embed the faces of the active (trimmed) range, in one pass."""
+    return analyse_target(
+        swapper.engine,
+        swapper.resolved,
+        swapper.options,
+        target,
+        output,
+        progress=progress,
+        cancel=cancel,
+    )
+
+
+def analyse_target(
+    engine,
+    resolved,
+    options,
+    target: str | Path,
+    output: OutputOptions,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> VideoAnalysis:
+    """The analysis pass for ``engine`` with a job's ``resolved`` models and ``options``,
+    without a source (the studio shows a video's tracks before a job exists)."""
+    from engine.face_order import filter_faces
+    from engine.options import parse_age_range
     from engine.video.probe import probe
     from engine.video.segments import trim_range
 
+    target = Path(target)
     info = probe(target)
     first, end = trim_range(info.timeline, output, target.name)
-    engine, resolved, options = swapper.engine, swapper.resolved, swapper.options
     detector = engine.face_detector(resolved, options)
     recognizer = engine.recognizer(resolved.recognizer) if resolved.recognizer else None
+    filtered = options.face_ages is not None or bool(options.face_genders)
+    ages = parse_age_range(options.face_ages) if options.face_ages else None
+    genders = tuple(options.face_genders) or None
 
     def detect(frame: np.ndarray):
         faces = detector.detect(frame, options.detector_score)
         faces = engine.annotate(frame, faces, resolved)
-        return swapper.filter_faces(faces)
+        return filter_faces(faces, ages=ages, genders=genders) if filtered else faces
 
     embed = (lambda frame, face: recognizer.embed(frame, face)) if recognizer else None
     total = end - first
@@ -160,11 +188,10 @@ def run_analysis(
                 )
             )
 
-    settings = TrackerSettings.from_options(options)
     return analyse(
         _frames(target, info, first, end, cancel),
         detect,
-        settings,
+        TrackerSettings.from_options(options),
         embed=embed,
         detect_every=options.detect_every,
         progress=report,
@@ -276,4 +303,4 @@ def _identity(mapping, entry) -> SourceIdentity:
     return mapping.by_face[entry.index]
 
 
-__all__ = ["VideoPlan", "analysis_key", "decide", "plan_video", "run_analysis"]
+__all__ = ["VideoPlan", "analyse_target", "analysis_key", "decide", "plan_video", "run_analysis"]
