@@ -7,9 +7,9 @@ is served by a local HTTPS server on 127.0.0.1 with a certificate made for the t
 HTTP client). The tests: the face galleries show whole faces, centred, left to right;
 a preview appears before Submit and follows the options; a face-to-source assignment
 is the job's ``face_map``; a trimmed video job lasts the trimmed time; a missing model
-downloads where it is chosen, with a live progress bar, and becomes selectable; the
-page fits a 390 px phone and works by keyboard; the Queue filters, searches, folds
-batches and compares an image result with its original.
+downloads where it is chosen, with a live progress bar, and becomes selectable (the
+Models panel follows); the page fits a 390 px phone and works by keyboard; the Queue
+filters, searches, folds batches and compares an image result with its original.
 """
 
 from __future__ import annotations
@@ -522,6 +522,11 @@ def test_missing_model_downloads_where_it_is_chosen(page, loop):
     option.first.click()
     assert page.locator("#fs-occluder input").first.input_value().startswith(MODEL)
     assert loop.models.requests == [MODEL_PATH]
+    # The Models panel, drawn when the page loaded, follows the download too.
+    open_tab(page, "Models")
+    page.wait_for_selector(
+        f"#fs-models tr[data-model='{MODEL}'][data-state='installed']", timeout=20_000
+    )
 
 
 # -- a phone's width, and the keyboard ------------------------------------------------------------

@@ -363,10 +363,37 @@
     box.innerHTML = "";
     if (job.kind === "video") {
       box.appendChild(el("video", { src: job.result_url, controls: "", preload: "metadata", class: "fs-result-media" }));
+      const tracks = tracksList(job);
+      if (tracks) box.appendChild(tracks);
     } else {
       box.appendChild(compareFigure(job));
       askOriginal(job.id);
     }
+  }
+
+  // A video result's face tracks (result.tracks): where each appears, whether it was
+  // swapped and with which source (an index, or several averaged into one identity).
+  function tracksList(job) {
+    const tracks = (job.result && job.result.tracks) || [];
+    if (!tracks.length) return null;
+    const items = tracks.map((track) => {
+      const sources = Array.isArray(track.source) ? track.source.join("+") : track.source;
+      const state = track.swapped
+        ? T("q_track_swapped", { source: sources === null || sources === undefined ? "?" : sources })
+        : T("q_track_kept");
+      return el("li", { class: "fs-track-row", "data-track": String(track.id), "data-swapped": track.swapped ? "1" : "0" }, [
+        el("span", { class: "fs-track-id", text: T("q_track", { id: track.id }) + " · " }),
+        el("span", {
+          class: "fs-track-frames",
+          text: T("q_track_frames", { first: track.first_frame, last: track.last_frame, count: track.frames }) + " · ",
+        }),
+        el("span", { class: "fs-track-state", text: state }),
+      ]);
+    });
+    return el("div", { class: "fs-tracks-box" }, [
+      el("div", { class: "fs-tracks-title", text: T("q_tracks") }),
+      el("ul", { class: "fs-tracks", "aria-label": T("q_tracks") }, items),
+    ]);
   }
 
   // An image result over its original: the original appears (with the range input that

@@ -33,6 +33,14 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 models_table, models_choice, render_models = build_models_tab(studio)
             with gr.Tab(t("tab_system"), id="system", elem_id="fs-tab-system"):
                 system_panel, render_system = build_system_tab(studio)
+        for downloaded in create.downloads:  # a model fetched on Create shows up on Models too
+            downloaded.then(
+                render_models,
+                None,
+                [models_table, models_choice],
+                show_progress="hidden",
+                api_visibility="private",
+            )
         blocks.load(
             render_models,
             None,

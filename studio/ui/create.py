@@ -8,8 +8,12 @@ Before Submit, the panel shows the faces of the first target left to right (the
 numbering of ``face_map``) with a source picker beside each, and a preview of the
 chosen frame swapped with the current options (``studio.ui.live_preview``), refreshed
 shortly after any change. A video target gets a player, a frame slider for the preview
-and a trim range. A model that is not installed offers its licence, and for the
-operator its download, beside the dropdown that chose it (``studio.ui.model_offer``).
+and a trim range; the face cards then come from the first frame of the trimmed range,
+and "Find faces in the video" runs the tracking pass over that range
+(``studio.ui.tracks``), after which the cards are the video's tracks, each with the
+frames where it appears and a source picker (``face_map`` ``track`` entries). A model
+that is not installed offers its licence, and for the operator its download, beside
+the dropdown that chose it (``studio.ui.model_offer``).
 """
 
 from __future__ import annotations
@@ -44,10 +48,12 @@ from engine.options import (
     OutputOptions,
     SwapOptions,
 )
+from engine.progress import CancelToken, Progress
 from studio.core import Studio
 from studio.limits import display_name
 from studio.submit import SubmitRequest, UploadedFile
 from studio.ui import live_preview, model_offer
+from studio.ui import tracks as video_tracks
 from studio.ui.components import UploadFiles
 from studio.ui.faces import (
     CardText,
@@ -118,21 +124,27 @@ MODEL_FIELDS = {
 # is sent to the server as the component's 'assign' or 'pick' event. Plain <select> and
 # <button> elements, so the keyboard works as with any form.
 FACES_JS = """
+const kindOf = (node) => {
+  const list = node.closest('.fs-faces');
+  return (list && list.dataset.kind) || 'face';  // 'face' (a frame's faces) or 'track'
+};
 element.addEventListener('change', (event) => {
   const picker = event.target.closest ? event.target.closest('select.fs-face-source') : null;
   if (!picker) return;
   const card = picker.closest('.fs-face');
   if (picker.value === '') delete card.dataset.source; else card.dataset.source = picker.value;
-  const map = {};  // every face's choice: the newest event carries the whole picture
+  const kind = kindOf(picker);
+  const map = {};  // every card's choice: the newest event carries the whole picture
   for (const each of element.querySelectorAll('select.fs-face-source')) {
-    if (each.value !== '') map[each.dataset.face] = Number(each.value);
+    if (each.value !== '') map[each.dataset[kind]] = Number(each.value);
   }
-  trigger('assign', { map: map });
+  trigger('assign', { map: map, kind: kind });
 });
 element.addEventListener('click', (event) => {
   const button = event.target.closest ? event.target.closest('button.fs-face-ref') : null;
   if (!button) return;
-  trigger('pick', { face: Number(button.dataset.face) });
+  const kind = kindOf(button);
+  trigger('pick', { kind: kind, index: Number(button.dataset[kind]) });
 });
 """
 
@@ -141,8 +153,12 @@ __all__ = ["build_create_tab", "model_choices", "model_label"]
 
 @dataclasses.dataclass
 class TargetFaces:
-    """The first target: its faces left to right (boxes and thumbnails), the face picked
-    as the reference, the source assigned to each face, and a video's length."""
+    """The first target: its faces left to right (boxes and thumbnails) in frame
+    ``first_frame`` (a video's first frame of the trimmed range ``trim``), the face
+    picked as the reference, the source assigned to each face, and a video's length.
+
+    After a video's tracking pass (``tracks_key`` names it), the cards are its tracks:
+    ``track_assigned`` (track → source) and ``picked_track`` replace the face choices."""
 
     path: str | None = None
     kind: str = "image"  # "image" | "video"
@@ -152,22 +168,54 @@ class TargetFaces:
     assigned: dict[int, int] = dataclasses.field(default_factory=dict)  # face → source
     frames: int = 1
     duration: float | None = None
+    first_frame: int = 0
+    trim: dict[str, float] = dataclasses.field(default_factory=dict)
+    tracks: tuple[video_tracks.TrackCard, ...] = ()
+    tracks_key: str | None = None
+    track_assigned: dict[int, int] = dataclasses.field(default_factory=dict)  # track → source
+    picked_track: int | None = None
+
+    @property
+    def by_track(self) -> bool:
+        """Whether the cards are the video's tracks (its pass has run)."""
+        return self.tracks_key is not None
 
     def face_map(self, sources: int) -> list[dict[str, int]]:
-        """``face_map`` entries of the assignments that still name an uploaded source."""
+        """``face_map`` entries of the assignments that still name an uploaded source:
+        ``track`` entries once the video's pass has run, else ``face`` entries."""
+        if self.by_track:
+            known = {card.track_id for card in self.tracks}
+            return [
+                {"source": source, "track": track}
+                for track, source in sorted(self.track_assigned.items())
+                if 0 <= source < sources and track in known
+            ]
         return [
             {"source": source, "face": face}
             for face, source in sorted(self.assigned.items())
             if 0 <= source < sources and 0 <= face < len(self.boxes)
         ]
 
+    def reference_crop(self) -> tuple[int, list[float]] | None:
+        """The frame and box of the face picked as the reference, if any."""
+        if self.by_track:
+            for card in self.tracks:
+                if card.track_id == self.picked_track:
+                    return card.thumb_frame, list(card.thumb_box)
+            return None
+        if self.picked is not None and 0 <= self.picked < len(self.boxes):
+            return self.first_frame, self.boxes[self.picked]
+        return None
+
 
 @dataclasses.dataclass(frozen=True)
 class CreateTab:
-    """What the page's load event refreshes: the model dropdowns' choices."""
+    """What the page's load event refreshes (the model dropdowns' choices), and the
+    in-place model downloads (the Models panel follows them)."""
 
     dropdowns: list[gr.Dropdown]
     refresh: Any
+    downloads: list[Any] = dataclasses.field(default_factory=list)  # their event dependencies
 
 
 def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
@@ -243,6 +291,12 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
                     )
                 trim_mode = gr.Radio(
                     list(TRIM_MODES), value="cut", label=t("trim_mode"), elem_id="fs-trim-mode"
+                )
+                # The tracking pass reads the whole (trimmed) range: on demand, after the
+                # note has said how many frames that is.
+                tracks_note = gr.Markdown(elem_id="fs-tracks-note")
+                find_tracks = gr.Button(
+                    t("find_tracks"), size="sm", variant="secondary", elem_id="fs-find-tracks"
                 )
             target_faces = gr.HTML(
                 label=t("target_faces"),
@@ -466,6 +520,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         preset,
     ]
     debouncer = live_preview.Debouncer()
+    finder = video_tracks.TrackFinder(studio)
 
     # -- the faces ----------------------------------------------------------------------
 
@@ -476,45 +531,147 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         return _cards(faces, files or [], language(_accept(request)))
 
     def show_target(files: list[str] | None, request: gr.Request):
-        """The first target's faces (left to right) and, for a video, its controls."""
+        """The first target's faces (left to right) and, for a video, its controls and
+        what finding its faces would read."""
         lang = language(_accept(request))
         faces = TargetFaces()
         hidden = (gr.Group(visible=False), gr.Video(value=None), gr.Slider(value=0))
         trims = (gr.Number(value=0.0), gr.Number(value=None))
         if not files:
-            return faces, "", *hidden, *trims
+            return faces, "", *hidden, *trims, ""
         faces.path = files[0]
         try:
             faces.kind = "image" if _is_image(files[0]) else "video"
             image = live_preview.target_frame(files[0], 0)
             found = studio.face_engine().detect(image)
             video = _video_controls(faces, files[0]) if faces.kind == "video" else None
+            span = video_tracks.video_span(files[0], {}) if video is not None else None
         except EngineError as exc:
-            return faces, html.escape(exc.message), *hidden, *trims
+            return faces, html.escape(exc.message), *hidden, *trims, ""
         faces.boxes = ordered_boxes(found)[:MAX_GALLERY_FACES]
         faces.thumbs = [jpeg_data_uri(face_thumbnail(image, box)) for box in faces.boxes]
         note = "" if faces.boxes else text(lang, "msg_no_faces")
-        if video is None:
-            return faces, note, *hidden, *trims
-        return faces, note, *video
+        if video is None or span is None:
+            return faces, note, *hidden, *trims, ""
+        return faces, note, *video, _cost_note(lang, span)
+
+    def retrim(
+        faces: TargetFaces,
+        source_files: list[str] | None,
+        target_files: list[str] | None,
+        trim_from: float | None,
+        trim_to: float | None,
+        request: gr.Request,
+    ):
+        """A new trim range: the face cards come from its first frame; tracks found for
+        another range no longer apply."""
+        unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        files = target_files or []
+        if faces.kind != "video" or not faces.path or not files or files[0] != faces.path:
+            return unchanged
+        lang = language(_accept(request))
+        trim = _trim(faces, trim_from, trim_to, None)
+        if trim == faces.trim:
+            return unchanged
+        try:
+            span = video_tracks.video_span(faces.path, trim)
+            image = live_preview.target_frame(faces.path, span.first)
+            found = studio.face_engine().detect(image)
+        except EngineError as exc:
+            return gr.skip(), gr.skip(), "⚠️ " + html.escape(exc.message), gr.skip()
+        boxes = ordered_boxes(found)[:MAX_GALLERY_FACES]
+        same_frame = span.first == faces.first_frame and not faces.by_track
+        faces = dataclasses.replace(
+            faces,
+            boxes=boxes,
+            thumbs=[jpeg_data_uri(face_thumbnail(image, box)) for box in boxes],
+            picked=faces.picked if same_frame else None,
+            assigned=dict(faces.assigned) if same_frame else {},
+            first_frame=span.first,
+            trim=trim,
+            tracks=(),
+            tracks_key=None,
+            track_assigned={},
+            picked_track=None,
+        )
+        note = "" if boxes else text(lang, "msg_no_faces")
+        return faces, _cards(faces, source_files or [], lang), _cost_note(lang, span), note
+
+    async def find_video_tracks(
+        request: gr.Request,  # first: Gradio injects it only before the *values
+        faces: TargetFaces,
+        source_files: list[str] | None,
+        target_files: list[str] | None,
+        trim_from: float | None,
+        trim_to: float | None,
+        progress=gr.Progress(),  # Gradio fills it: the pass's progress bar
+        *values,  # the option_inputs, in OPTION_NAMES order
+    ):
+        """The video's tracking pass over the trimmed range, on a worker thread, with a
+        live progress bar; then one card per track."""
+        lang = language(_accept(request))
+        files = target_files or []
+        if faces.kind != "video" or not faces.path or not files or files[0] != faces.path:
+            return gr.skip(), gr.skip(), gr.skip()
+        session = getattr(request, "session_hash", None) or "-"
+        trim = _trim(faces, trim_from, trim_to, None)
+        options = {**_options(dict(zip(OPTION_NAMES, values, strict=True))), **trim}
+        cancel = CancelToken()
+
+        def report(update: Progress) -> None:
+            if update.total:
+                desc = text(lang, "tracks_running", done=update.done, total=update.total)
+                progress((update.done, update.total), desc=desc, unit="frames")
+
+        try:
+            setup, span = await asyncio.to_thread(_pass_setup, studio, finder, faces, options)
+            progress((0, span.count), desc=text(lang, "tracks_running", done=0, total=span.count))
+            found = await asyncio.to_thread(
+                finder.run, session, faces.path, setup, span, progress=report, cancel=cancel
+            )
+        except asyncio.CancelledError:  # the page went away: stop reading frames
+            cancel.cancel()
+            raise
+        except Canceled:
+            return gr.skip(), gr.skip(), gr.skip()
+        except EngineError as exc:
+            return gr.skip(), gr.skip(), "⚠️ " + html.escape(exc.message)
+        faces = _with_tracks(faces, found, trim)
+        return faces, _cards(faces, source_files or [], lang), _tracks_note(lang, found)
 
     def assign(faces: TargetFaces, files: list[str] | None, evt: gr.EventData):
         data = evt._data if isinstance(evt._data, dict) else {}
         chosen = data.get("map")
         if not isinstance(chosen, dict):
             return faces
-        return dataclasses.replace(faces, assigned=_assignments(chosen, faces, files or []))
+        if (data.get("kind") == "track") != faces.by_track:
+            return faces  # a choice made on cards the page no longer shows
+        if faces.by_track:
+            known = [card.track_id for card in faces.tracks]
+            picked = _choices(chosen, known, len(files or []))
+            return dataclasses.replace(faces, track_assigned=picked)
+        picked = _choices(chosen, range(len(faces.boxes)), len(files or []))
+        return dataclasses.replace(faces, assigned=picked)
 
     def pick_reference(
         faces: TargetFaces, files: list[str] | None, evt: gr.EventData, request: gr.Request
     ):
         data = evt._data if isinstance(evt._data, dict) else {}
-        face = data.get("face")
+        index = data.get("index", data.get("face"))
         lang = language(_accept(request))
-        if not isinstance(face, int) or not 0 <= face < len(faces.boxes):
-            return faces, gr.Radio(), "", gr.HTML()
-        faces = dataclasses.replace(faces, picked=face)
-        note = text(lang, "msg_reference", index=face)
+        nothing = faces, gr.Radio(), "", gr.HTML()
+        if not isinstance(index, int) or (data.get("kind") == "track") != faces.by_track:
+            return nothing
+        if faces.by_track:
+            if index not in {card.track_id for card in faces.tracks}:
+                return nothing
+            faces = dataclasses.replace(faces, picked_track=index)
+            note = text(lang, "msg_reference_track", index=index)
+        else:
+            if not 0 <= index < len(faces.boxes):
+                return nothing
+            faces = dataclasses.replace(faces, picked=index)
+            note = text(lang, "msg_reference", index=index)
         return faces, "reference", note, _cards(faces, files or [], lang)
 
     # -- the preview --------------------------------------------------------------------
@@ -547,32 +704,51 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         if face_map:
             options["face_map"] = face_map
         target = target_files[0]
-        reference_path = None
+        by_track = bool(face_map) and faces.by_track and faces.path == target
+        reference_path = frame_path = None
         try:
             if _wants_reference(options, faces, target):
                 reference_path = await asyncio.to_thread(_save_reference, studio, faces)
+            target_file = UploadedFile(display_name(Path(target).name), Path(target))
+            preview_index = index
+            if by_track:
+                # The preview swaps one frame and cannot run the tracking pass: the frame
+                # goes to it as an image, with face entries for its tracked faces.
+                mapped = await asyncio.to_thread(
+                    _track_preview, studio, finder, tab, faces, options, index
+                )
+                if isinstance(mapped, str):
+                    return "", text(lang, mapped, frame=index)
+                options["face_map"], frame_image, frame_path = mapped
+                name = f"{Path(target_file.original).stem}-frame-{index}.png"
+                target_file, preview_index = UploadedFile(name, frame_path), 0
             submission = SubmitRequest(
                 owner=owner,
                 sources=_uploads(source_files),
-                target=UploadedFile(display_name(Path(target).name), Path(target)),
+                target=target_file,
                 reference=UploadedFile("reference.png", reference_path) if reference_path else None,
                 options=options,
                 via="ui",
             )
             rendered = await live_preview.render_when_free(
-                studio, submission, index, lambda: debouncer.current(tab, ticket)
+                studio, submission, preview_index, lambda: debouncer.current(tab, ticket)
             )
             if rendered is None or not debouncer.current(tab, ticket):
                 return gr.skip(), gr.skip()
-            before = await asyncio.to_thread(_before, target, rendered.frame)
+            if by_track:
+                rendered = dataclasses.replace(rendered, frame=index)
+                before = await asyncio.to_thread(live_preview.before_uri, frame_image)
+            else:
+                before = await asyncio.to_thread(_before, target, rendered.frame)
         except Canceled:
             return gr.skip(), gr.skip()
         except EngineError as exc:
             return "", "⚠️ " + html.escape(exc.message)
         finally:
-            if reference_path is not None:
-                with contextlib.suppress(OSError):
-                    reference_path.unlink()
+            for path in (reference_path, frame_path):
+                if path is not None:
+                    with contextlib.suppress(OSError):
+                        path.unlink()
         words = live_preview.CompareText(
             badge=text(lang, "preview_badge"),
             before=text(lang, "preview_before"),
@@ -638,7 +814,16 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
             return "⚠️ " + text(lang, "msg_no_consent"), gr.Tabs(), *unchanged
         trim = _trim(faces, trim_from, trim_to, trim_how)
         message = await _submit(
-            studio, source_files, target_files, faces, priority_value, trim, values, request, lang
+            studio,
+            finder,
+            source_files,
+            target_files,
+            faces,
+            priority_value,
+            trim,
+            values,
+            request,
+            lang,
         )
         if not message.startswith("✅"):
             return message, gr.Tabs(), *unchanged
@@ -669,7 +854,16 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
     targets.change(
         show_target,
         targets,
-        [faces_state, reference_note, video_group, player, frame, trim_start, trim_end],
+        [
+            faces_state,
+            reference_note,
+            video_group,
+            player,
+            frame,
+            trim_start,
+            trim_end,
+            tracks_note,
+        ],
         concurrency_limit=2,
         api_visibility="private",
     ).then(
@@ -677,6 +871,28 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         [faces_state, sources],
         target_faces,
         show_progress="hidden",
+        api_visibility="private",
+    ).then(**preview_event)
+    gr.on(
+        [trim_start.change, trim_end.change],
+        retrim,
+        [faces_state, sources, targets, trim_start, trim_end],
+        [faces_state, target_faces, tracks_note, reference_note],
+        trigger_mode="always_last",
+        concurrency_limit=2,
+        show_progress="hidden",
+        api_visibility="private",
+    )
+    find_tracks.click(
+        find_video_tracks,
+        [faces_state, sources, targets, trim_start, trim_end, *option_inputs],
+        [faces_state, target_faces, tracks_note],
+        # The pass reads the whole range: one at a time on this server, the others wait
+        # in Gradio's queue (with their place shown).
+        concurrency_limit=1,
+        concurrency_id="video-tracks",
+        show_progress="full",
+        show_progress_on=[target_faces],
         api_visibility="private",
     ).then(**preview_event)
     target_faces.assign(  # type: ignore[attr-defined]
@@ -707,6 +923,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         submit,
         api_visibility="private",
     )
+    downloads = []
     for names, note, button, pending in offers:
         chosen = [dropdowns[name] for name in names]
         gr.on(
@@ -717,13 +934,14 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
             show_progress="hidden",
             api_visibility="private",
         )
-        button.click(
+        downloaded = button.click(
             fetch_model,
             pending,
             [note, button, *dropdowns.values()],
             concurrency_limit=1,
             api_visibility="private",
         )
+        downloads.append(downloaded)
     submit.click(
         submit_jobs,
         [
@@ -741,7 +959,37 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         concurrency_limit=None,
         api_visibility="private",
     )
-    return CreateTab(list(dropdowns.values()), refresh_models)
+    return CreateTab(list(dropdowns.values()), refresh_models, downloads)
+
+
+def _track_preview(
+    studio: Studio,
+    finder: video_tracks.TrackFinder,
+    session: str,
+    faces: TargetFaces,
+    options: dict[str, Any],
+    index: int,
+) -> tuple[list[dict[str, int]], np.ndarray, Path] | str:
+    """For a preview of frame ``index`` with track assignments: the frame's ``face``
+    entries (its faces matched to the tracks' boxes at that frame), the frame, and the
+    frame saved as a PNG for the preview service. A message key instead when the tracks
+    no longer apply or none with a source is in the frame."""
+    assert faces.path is not None
+    found = finder.cached(session, faces.tracks_key)
+    setup = finder.setup({k: v for k, v in options.items() if k != "face_map"})
+    if found is None or finder.key(faces.path, found.span, setup) != found.key:
+        return "tracks_stale"  # expired, or the face-finding options changed since
+    tracked = found.analysis.faces_at(index)
+    if not any(t.track_id in faces.track_assigned for t in tracked):
+        return "preview_no_tracks"
+    image = live_preview.target_frame(faces.path, index)
+    found_faces = video_tracks.frame_faces(studio, setup, image)
+    entries = video_tracks.preview_face_map(found_faces, tracked, faces.track_assigned)
+    if not entries:
+        return "preview_no_tracks"
+    path = studio.new_upload_path().with_suffix(".png")
+    imageio.save_image(image, path)
+    return entries, image, path
 
 
 def _before(target: str, frame: int) -> str:
@@ -787,17 +1035,97 @@ def _trim(
     return trim
 
 
-def _assignments(chosen: dict, faces: TargetFaces, sources: list[str]) -> dict[int, int]:
-    """The page's face → source choices, kept where both name something that exists."""
+def _choices(chosen: dict, known, sources: int) -> dict[int, int]:
+    """The page's face (or track) → source choices, kept where both name something that
+    exists: a card in ``known`` and one of the ``sources`` uploaded sources."""
+    known = set(known)
     assigned: dict[int, int] = {}
-    for face, source in list(chosen.items())[:MAX_GALLERY_FACES]:
+    for card, source in list(chosen.items())[:MAX_GALLERY_FACES]:
         try:
-            face_index, source_index = int(face), int(source)
+            card_index, source_index = int(card), int(source)
         except (TypeError, ValueError):
             continue
-        if 0 <= face_index < len(faces.boxes) and 0 <= source_index < len(sources):
-            assigned[face_index] = source_index
+        if card_index in known and 0 <= source_index < sources:
+            assigned[card_index] = source_index
     return assigned
+
+
+def _pass_setup(
+    studio: Studio, finder: video_tracks.TrackFinder, faces: TargetFaces, options: dict
+) -> tuple[video_tracks.PassSetup, video_tracks.VideoSpan]:
+    """The pass's options, models and range, after the upload limits a submission has
+    (the video's length and frame size bound what the pass reads)."""
+    from studio.limits import check_target
+
+    assert faces.path is not None
+    path = Path(faces.path)
+    check_target(path, display_name(path.name), studio.config.limits)
+    return finder.setup(options), video_tracks.video_span(path, options)
+
+
+def _tracks_key(
+    studio: Studio, finder: video_tracks.TrackFinder, faces: TargetFaces, options: dict
+) -> str:
+    """The pass these options (and trim) would need: equal to ``faces.tracks_key`` while
+    the tracks shown still apply."""
+    assert faces.path is not None
+    setup = finder.setup({k: v for k, v in options.items() if k != "face_map"})
+    return finder.key(faces.path, video_tracks.video_span(faces.path, options), setup)
+
+
+def _with_tracks(
+    faces: TargetFaces, found: video_tracks.TrackPass, trim: dict[str, float]
+) -> TargetFaces:
+    """The cards become the pass's tracks; a source given to a face of the first frame,
+    or the reference picked there, passes to that face's track."""
+    carried: dict[int, int] = {}
+    picked_track = None
+    if found.span.first == faces.first_frame and not faces.by_track:
+        by_face = video_tracks.match_tracks(faces.boxes, found.analysis.faces_at(faces.first_frame))
+        carried = {by_face[face]: src for face, src in faces.assigned.items() if face in by_face}
+        picked_track = by_face.get(faces.picked) if faces.picked is not None else None
+    elif faces.by_track:
+        carried, picked_track = dict(faces.track_assigned), faces.picked_track
+    listed = {card.track_id for card in found.cards}
+    return dataclasses.replace(
+        faces,
+        trim=trim,
+        tracks=found.cards,
+        tracks_key=found.key,
+        track_assigned={t: src for t, src in carried.items() if t in listed},
+        picked_track=picked_track if picked_track in listed else None,
+    )
+
+
+def _cost_note(lang: str, span: video_tracks.VideoSpan) -> str:
+    return text(
+        lang,
+        "tracks_cost",
+        count=span.count,
+        start=f"{span.start_seconds:.2f}",
+        end=f"{span.end_seconds:.2f}",
+        duration=f"{span.duration:.2f}",
+        frames=span.frames,
+        first=span.first,
+    )
+
+
+def _tracks_note(lang: str, found: video_tracks.TrackPass) -> str:
+    span = found.span
+    if not found.cards:
+        return text(lang, "tracks_none", first=span.first, last=span.end - 1)
+    note = text(
+        lang,
+        "tracks_found",
+        count=len(found.analysis.tracks),
+        first=span.first,
+        last=span.end - 1,
+        start=f"{span.start_seconds:.2f}",
+        end=f"{span.end_seconds:.2f}",
+    )
+    if found.hidden:
+        note += " " + text(lang, "tracks_hidden", count=found.hidden)
+    return note
 
 
 def _uploads(files: list[str]) -> list[UploadedFile]:
@@ -805,33 +1133,61 @@ def _uploads(files: list[str]) -> list[UploadedFile]:
 
 
 def _wants_reference(options: dict[str, Any], faces: TargetFaces, target: str) -> bool:
-    """The picked face becomes the jobs' reference image (unless faces are mapped)."""
+    """The picked face (or track) becomes the jobs' reference image (unless faces are
+    mapped)."""
     return (
         options.get("selector") == "reference"
         and "face_map" not in options
-        and faces.picked is not None
+        and faces.reference_crop() is not None
         and faces.path is not None
     )
 
 
 def _cards(faces: TargetFaces, source_files: list[str], lang: str) -> str:
-    cards = [
-        FaceCard(index, thumb, faces.assigned.get(index), faces.picked == index)
-        for index, thumb in enumerate(faces.thumbs)
-    ]
+    """The face cards: a video's tracks once its pass has run, else the faces of the
+    first frame (of the trimmed range), left to right."""
+    if faces.by_track:
+        cards = [_track_card(faces, card, lang) for card in faces.tracks]
+        label, kind = template(lang, "track_card"), "track"
+    else:
+        cards = [
+            FaceCard(index, thumb, faces.assigned.get(index), faces.picked == index)
+            for index, thumb in enumerate(faces.thumbs)
+        ]
+        label, kind = template(lang, "face_card"), "face"
     words = CardText(
-        face=template(lang, "face_card"),
+        face=label,
         source=text(lang, "face_source"),
         none=text(lang, "face_source_none"),
         reference=text(lang, "face_reference"),
         source_item=template(lang, "face_source_item"),
     )
     names = [display_name(Path(path).name) for path in source_files]
-    return faces_html(cards, names, words)
+    return faces_html(cards, names, words, kind)
+
+
+def _track_card(faces: TargetFaces, card: video_tracks.TrackCard, lang: str) -> FaceCard:
+    detail = text(
+        lang,
+        "track_detail",
+        first=card.first_frame,
+        last=card.last_frame,
+        count=card.frames,
+        start=f"{card.first_seconds:.2f}",
+        end=f"{card.last_seconds:.2f}",
+    )
+    return FaceCard(
+        card.track_id,
+        card.thumbnail,
+        faces.track_assigned.get(card.track_id),
+        faces.picked_track == card.track_id,
+        detail,
+    )
 
 
 async def _submit(
     studio: Studio,
+    finder: video_tracks.TrackFinder,
     source_files: list[str] | None,
     target_files: list[str] | None,
     faces: TargetFaces,
@@ -856,19 +1212,32 @@ async def _submit(
     options["priority"] = int(priority_value or 0)
     options["consent"] = True
     face_map = faces.face_map(len(source_files))
-    if face_map:  # a source per face; without one, the selector decides as before
+    # Track ids belong to the first target's pass: its job alone gets them.
+    by_track = bool(face_map) and faces.by_track and faces.path == target_files[0]
+    if by_track:
+        try:
+            current = await asyncio.to_thread(
+                _tracks_key, studio, finder, faces, {**options, **trim}
+            )
+        except EngineError as exc:
+            return "❌ " + text(lang, "msg_error", error=html.escape(exc.message))
+        if current != faces.tracks_key:
+            return "⚠️ " + text(lang, "tracks_stale")
+    elif face_map and not faces.by_track:  # a source per face; else the selector decides
         options["face_map"] = face_map
     batch = secrets.token_urlsafe(6) if len(target_files) > 1 else None
     if batch:
         options["batch_id"] = batch
     reference_path: Path | None = None
     try:
-        if _wants_reference(options, faces, target_files[0]):
+        if _wants_reference(options, faces, target_files[0]) and not by_track:
             reference_path = await asyncio.to_thread(_save_reference, studio, faces)
         reference = UploadedFile("reference.png", reference_path) if reference_path else None
         submitted, refused = [], []
-        for path in target_files:
+        for number, path in enumerate(target_files):
             per_target = dict(options)
+            if by_track and number == 0:
+                per_target["face_map"] = face_map
             if not _is_image(path):
                 per_target.update(trim)
             request_ = SubmitRequest(
@@ -976,10 +1345,13 @@ def _faces_gallery(studio: Studio, files: list[str], lang: str) -> list:
 
 
 def _save_reference(studio: Studio, faces: TargetFaces) -> Path:
-    """The picked face of the first target, saved as the jobs' reference image."""
-    assert faces.path is not None and faces.picked is not None
-    image = live_preview.target_frame(faces.path, 0)
-    square = square_around(faces.boxes[faces.picked], margin=0.6)
+    """The picked face (or track) of the first target, cut from the frame it was seen
+    in, saved as the jobs' reference image."""
+    crop = faces.reference_crop()
+    assert faces.path is not None and crop is not None
+    frame, box = crop
+    image = live_preview.target_frame(faces.path, frame)
+    square = square_around(box, margin=0.6)
     height, width = image.shape[:2]
     left, top = max(square.left, 0), max(square.top, 0)
     right = min(square.left + square.side, width)

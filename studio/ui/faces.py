@@ -5,7 +5,7 @@ the box. Where that square leaves the image it is padded with a neutral grey, ne
 shifted or stretched, so the face stays in the middle of its thumbnail even at the
 image's border. The target's faces are listed left to right (``engine.face_map``), the
 numbering ``face_map`` uses, each with its index, a source picker and a reference
-button; the thumbnails travel inside the HTML as JPEG data URIs, so they leave no
+button (a video's tracks, after its analysis pass, are listed the same way); the thumbnails travel inside the HTML as JPEG data URIs, so they leave no
 files in Gradio's cache.
 """
 
@@ -100,12 +100,15 @@ def jpeg_data_uri(rgb: np.ndarray, quality: int = 85) -> str:
 
 @dataclass(frozen=True)
 class FaceCard:
-    """One target face as the Create panel lists it."""
+    """One target face (or, for a video after its analysis pass, one track) as the
+    Create panel lists it. ``index``: the face's left-to-right index or the track's id;
+    ``detail``: a line under it (a track's frames and times)."""
 
     index: int
     thumbnail: str  # data URI
     source: int | None  # the source assigned to it, if any
     reference: bool  # picked as the 'reference' face
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -119,30 +122,41 @@ class CardText:
     source_item: str  # "Source {index}: {name}"
 
 
-def faces_html(cards: Sequence[FaceCard], sources: Sequence[str], words: CardText) -> str:
-    """The target's faces, left to right, each with its index, a ``<select>`` of the
-    uploaded sources (or none) and a reference toggle: plain form controls, so they
-    work by keyboard. ``sources``: the uploaded sources' display names."""
-    items = []
-    for card in cards:
-        label = html.escape(words.face.format(index=card.index))
-        empty = "" if card.source is not None else " selected"
-        options = [f'<option value=""{empty}>{html.escape(words.none)}</option>']
-        for number, name in enumerate(sources):
-            chosen = " selected" if card.source == number else ""
-            text = words.source_item.format(index=number, name=name)
-            options.append(f'<option value="{number}"{chosen}>{html.escape(text)}</option>')
-        picker_id = f"fs-face-source-{card.index}"
-        assigned = f' data-source="{card.source}"' if card.source is not None else ""
-        items.append(
-            f'<li class="fs-face" data-face="{card.index}"{assigned}>'
-            f'<img class="fs-face-thumb" src="{card.thumbnail}" width="{THUMB}" height="{THUMB}" '
-            f'alt="{label}"><span class="fs-face-index">#{card.index}</span>'
-            f'<label class="fs-face-pick" for="{picker_id}">{html.escape(words.source)}</label>'
-            f'<select id="{picker_id}" class="fs-face-source" data-face="{card.index}">'
-            f"{''.join(options)}</select>"
-            f'<button type="button" class="fs-face-ref" data-face="{card.index}" '
-            f'aria-pressed="{"true" if card.reference else "false"}">'
-            f"{html.escape(words.reference)}</button></li>"
-        )
-    return f'<ul class="fs-faces" role="list">{"".join(items)}</ul>' if items else ""
+def faces_html(
+    cards: Sequence[FaceCard], sources: Sequence[str], words: CardText, kind: str = "face"
+) -> str:
+    """The target's faces, left to right (``kind="face"``), or a video's tracks
+    (``kind="track"``), each with its index, a ``<select>`` of the uploaded sources (or
+    none) and a reference toggle: plain form controls, so they work by keyboard.
+    ``sources``: the uploaded sources' display names."""
+    items = [_card_html(card, sources, words, kind) for card in cards]
+    if not items:
+        return ""
+    return f'<ul class="fs-faces" role="list" data-kind="{kind}">{"".join(items)}</ul>'
+
+
+def _card_html(card: FaceCard, sources: Sequence[str], words: CardText, kind: str) -> str:
+    label = html.escape(words.face.format(index=card.index))
+    empty = "" if card.source is not None else " selected"
+    options = [f'<option value=""{empty}>{html.escape(words.none)}</option>']
+    for number, name in enumerate(sources):
+        chosen = " selected" if card.source == number else ""
+        text = words.source_item.format(index=number, name=name)
+        options.append(f'<option value="{number}"{chosen}>{html.escape(text)}</option>')
+    picker_id = f"fs-{kind}-source-{card.index}"
+    assigned = f' data-source="{card.source}"' if card.source is not None else ""
+    detail = (
+        f'<span class="fs-face-detail">{html.escape(card.detail)}</span>' if card.detail else ""
+    )
+    classes = "fs-face" if kind == "face" else f"fs-face fs-{kind}"
+    return (
+        f'<li class="{classes}" data-{kind}="{card.index}"{assigned}>'
+        f'<img class="fs-face-thumb" src="{card.thumbnail}" width="{THUMB}" height="{THUMB}" '
+        f'alt="{label}"><span class="fs-face-index">#{card.index}</span>{detail}'
+        f'<label class="fs-face-pick" for="{picker_id}">{html.escape(words.source)}</label>'
+        f'<select id="{picker_id}" class="fs-face-source" data-{kind}="{card.index}">'
+        f"{''.join(options)}</select>"
+        f'<button type="button" class="fs-face-ref" data-{kind}="{card.index}" '
+        f'aria-pressed="{"true" if card.reference else "false"}">'
+        f"{html.escape(words.reference)}</button></li>"
+    )

@@ -115,6 +115,23 @@ EN: dict[str, str] = {
     "offer_ask_operator": "Only the operator of this server can download models; ask them "
     "to install it.",
     "msg_downloaded_here": "{name} is installed and can be chosen now.",
+    # create: a video's faces as tracks
+    "find_tracks": "Find faces in the video",
+    "tracks_cost": "Finding the faces reads {count} frames once ({start}–{end} s of this "
+    "{duration} s video; {frames} frames in all). Until then, the faces below are those of "
+    "frame {first}, the first of the range.",
+    "tracks_running": "Finding faces: frame {done} of {total}",
+    "tracks_found": "{count} face track(s) in frames {first}–{last} ({start}–{end} s): give "
+    "each a source. The job follows each face through the video.",
+    "tracks_hidden": "{count} shorter track(s) are not listed.",
+    "tracks_none": "No face was found in frames {first}–{last}.",
+    "track_card": "Track {index}",
+    "track_detail": "frames {first}–{last} ({count}) · {start}–{end} s",
+    "tracks_stale": "The trim range or the face-finding options changed since the faces of "
+    "the video were found: press “Find faces in the video” again.",
+    "preview_no_tracks": "No track with a source is in frame {frame}: nothing would be "
+    "swapped there.",
+    "msg_reference_track": "Reference: track {index} of the video (selector set to 'reference').",
     # models
     "models_table": "Models",
     "model_pick": "Model to download",
@@ -175,6 +192,11 @@ EN: dict[str, str] = {
     "q_before": "Original target",
     "q_after": "Result",
     "q_compare": "Original / result",
+    "q_tracks": "Faces tracked in the video",
+    "q_track": "Track {id}",
+    "q_track_frames": "frames {first}–{last} ({count})",
+    "q_track_swapped": "swapped with source {source}",
+    "q_track_kept": "not swapped",
 }
 
 ZH: dict[str, str] = {
@@ -276,6 +298,19 @@ ZH: dict[str, str] = {
     "offer_accept": "下载即表示您接受其许可证。",
     "offer_ask_operator": "只有本服务器的管理员可以下载模型，请联系管理员安装。",
     "msg_downloaded_here": "{name} 已安装，现在可以选择。",
+    "find_tracks": "查找视频中的人脸",
+    "tracks_cost": "查找人脸会把 {count} 帧逐帧读取一遍（本视频共 {duration} 秒、{frames} 帧中的 "
+    "{start}–{end} 秒）。在此之前，下方显示的是该区间第一帧（第 {first} 帧）中的人脸。",
+    "tracks_running": "正在查找人脸：第 {done} 帧，共 {total} 帧",
+    "tracks_found": "在第 {first}–{last} 帧（{start}–{end} 秒）中找到 {count} 条人脸轨迹："
+    "请为每条轨迹指定一个源。任务会在整段视频中跟随每张脸。",
+    "tracks_hidden": "还有 {count} 条较短的轨迹未列出。",
+    "tracks_none": "第 {first}–{last} 帧中没有找到人脸。",
+    "track_card": "轨迹 {index}",
+    "track_detail": "第 {first}–{last} 帧（{count} 帧）· {start}–{end} 秒",
+    "tracks_stale": "自找到视频中的人脸以来，裁剪区间或人脸查找选项已更改：请再次点击“查找视频中的人脸”。",
+    "preview_no_tracks": "第 {frame} 帧中没有已指定源的轨迹：该帧不会有人脸被替换。",
+    "msg_reference_track": "参考：视频中的轨迹 {index}（选择器已设为“reference”）。",
     "models_table": "模型",
     "model_pick": "要下载的模型",
     "model_download": "下载",
@@ -333,6 +368,11 @@ ZH: dict[str, str] = {
     "q_before": "原始目标",
     "q_after": "结果",
     "q_compare": "原图 / 结果",
+    "q_tracks": "视频中跟踪到的人脸",
+    "q_track": "轨迹 {id}",
+    "q_track_frames": "第 {first}–{last} 帧（{count} 帧）",
+    "q_track_swapped": "已用源 {source} 替换",
+    "q_track_kept": "未替换",
 }
 
 LANGUAGES = {"en": EN, "zh-CN": ZH}
