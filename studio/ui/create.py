@@ -58,6 +58,7 @@ from studio.ui.components import UploadFiles
 from studio.ui.faces import (
     CardText,
     FaceCard,
+    age_gender_details,
     face_thumbnail,
     faces_html,
     jpeg_data_uri,
@@ -164,6 +165,7 @@ class TargetFaces:
     kind: str = "image"  # "image" | "video"
     boxes: list[list[float]] = dataclasses.field(default_factory=list)
     thumbs: list[str] = dataclasses.field(default_factory=list)  # data URIs
+    details: list[str] = dataclasses.field(default_factory=list)  # age/gender per face
     picked: int | None = None
     assigned: dict[int, int] = dataclasses.field(default_factory=dict)  # face → source
     frames: int = 1
@@ -543,13 +545,14 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         try:
             faces.kind = "image" if _is_image(files[0]) else "video"
             image = live_preview.target_frame(files[0], 0)
-            found = studio.face_engine().detect(image)
+            found = _classified(studio, image, studio.face_engine().detect(image))
             video = _video_controls(faces, files[0]) if faces.kind == "video" else None
             span = video_tracks.video_span(files[0], {}) if video is not None else None
         except EngineError as exc:
             return faces, html.escape(exc.message), *hidden, *trims, ""
         faces.boxes = ordered_boxes(found)[:MAX_GALLERY_FACES]
         faces.thumbs = [jpeg_data_uri(face_thumbnail(image, box)) for box in faces.boxes]
+        faces.details = age_gender_details(found)[:MAX_GALLERY_FACES]
         note = "" if faces.boxes else text(lang, "msg_no_faces")
         if video is None or span is None:
             return faces, note, *hidden, *trims, ""
@@ -576,7 +579,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         try:
             span = video_tracks.video_span(faces.path, trim)
             image = live_preview.target_frame(faces.path, span.first)
-            found = studio.face_engine().detect(image)
+            found = _classified(studio, image, studio.face_engine().detect(image))
         except EngineError as exc:
             return gr.skip(), gr.skip(), "⚠️ " + html.escape(exc.message), gr.skip()
         boxes = ordered_boxes(found)[:MAX_GALLERY_FACES]
@@ -585,6 +588,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
             faces,
             boxes=boxes,
             thumbs=[jpeg_data_uri(face_thumbnail(image, box)) for box in boxes],
+            details=age_gender_details(found)[:MAX_GALLERY_FACES],
             picked=faces.picked if same_frame else None,
             assigned=dict(faces.assigned) if same_frame else {},
             first_frame=span.first,
@@ -1143,6 +1147,23 @@ def _wants_reference(options: dict[str, Any], faces: TargetFaces, target: str) -
     )
 
 
+def _classified(studio: Studio, image: np.ndarray, faces: list) -> list:
+    """The faces with the age/gender classifier's answers, when it is installed (and the
+    operator's licence filter allows it); unchanged otherwise."""
+    if not faces:
+        return faces
+    try:
+        name = next(
+            (s.name for s in studio.models.list() if s.kind == "classifier" and s.installed),
+            None,
+        )
+        if name is None:
+            return faces
+        return studio.face_engine().classifier(name).annotate(image, faces)
+    except EngineError:
+        return faces
+
+
 def _cards(faces: TargetFaces, source_files: list[str], lang: str) -> str:
     """The face cards: a video's tracks once its pass has run, else the faces of the
     first frame (of the trimmed range), left to right."""
@@ -1150,8 +1171,9 @@ def _cards(faces: TargetFaces, source_files: list[str], lang: str) -> str:
         cards = [_track_card(faces, card, lang) for card in faces.tracks]
         label, kind = template(lang, "track_card"), "track"
     else:
+        details = faces.details + [""] * (len(faces.thumbs) - len(faces.details))
         cards = [
-            FaceCard(index, thumb, faces.assigned.get(index), faces.picked == index)
+            FaceCard(index, thumb, faces.assigned.get(index), faces.picked == index, details[index])
             for index, thumb in enumerate(faces.thumbs)
         ]
         label, kind = template(lang, "face_card"), "face"

@@ -88,6 +88,20 @@ def ordered_boxes(faces: Sequence[Face]) -> list[list[float]]:
     return [[float(v) for v in face.box] for face in left_to_right(faces)]
 
 
+def age_gender_details(faces: Sequence[Face]) -> list[str]:
+    """Each face's classifier answer, left to right ("female, 20–29"), or "" without one."""
+    details = []
+    for face in left_to_right(faces):
+        parts = []
+        if face.gender:
+            parts.append(face.gender)
+        if face.age is not None:
+            low, high = face.age
+            parts.append(f"{low}+" if high > 100 else f"{low}–{high - 1}")
+        details.append(", ".join(parts))
+    return details
+
+
 def jpeg_data_uri(rgb: np.ndarray, quality: int = 85) -> str:
     """An RGB image as a ``data:image/jpeg`` URI (for HTML that must not touch the disk)."""
     ok, encoded = cv2.imencode(
