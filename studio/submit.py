@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.cost import check_cost, frame_enhancer_scale, job_cost, native_size, trimmed_frames
 from engine.errors import EngineError, InvalidInput, InvalidOptions
+from engine.face_map import check_indices
 from engine.models.manager import ModelManager
 from engine.models.resolve import resolve
 from engine.options import ParsedOptions, parse_options
@@ -160,6 +161,7 @@ class Submitter:
             raise InvalidInput("a target image or video is required")
         request.checked = await asyncio.to_thread(self._check_files, request)
         await asyncio.to_thread(self._check_cost, parsed, request.checked[-1], frames)
+        await asyncio.to_thread(self._check_face_map, parsed, request)
 
     async def check_batch_size(self, owner: str, batch_id: str | None, adding: int) -> None:
         """``--max-batch``: a batch (the targets of one submission) has a bounded size."""
@@ -175,6 +177,23 @@ class Submitter:
         """An owner's jobs of one batch (what ``check_batch_size`` counts)."""
         jobs = await self.scheduler.list(owner, limit=1000)
         return [job for job in jobs if (job.spec.options or {}).get("batch_id") == batch_id]
+
+    def _check_face_map(self, parsed: ParsedOptions, request: SubmitRequest) -> None:
+        """``face_map`` names uploaded sources and references, and faces the target has (its
+        image, or the first frame of its trimmed range, counted left to right): a 422
+        before any work. A video whose first frame has no face is checked when it runs."""
+        entries = parsed.swap.face_map
+        if not entries:
+            return
+        faces = None
+        if self.face_engine is not None and any(entry.kind == "face" for entry in entries):
+            try:
+                image = _first_image(request.checked[-1], parsed.output)
+                found = self.face_engine().detect(image, parsed.swap)
+            except EngineError:
+                found = None  # a model the job lacks: the scheduler's resolution says so
+            faces = len(found) if found else None
+        check_indices(entries, len(request.sources), len(request.all_references), faces)
 
     def _check_cost(
         self, parsed: ParsedOptions, target: limits.CheckedUpload, frames: int | None = None
@@ -221,12 +240,15 @@ class Submitter:
         return checked
 
 
-def _first_image(target: limits.CheckedUpload):
-    """The target image, or a video target's first frame."""
+def _first_image(target: limits.CheckedUpload, output):
+    """The target image, or the first frame of a video target's (trimmed) range."""
     if target.kind == "video":
         from engine.video.decode import read_frame
+        from engine.video.probe import probe
+        from engine.video.segments import trim_range
 
-        return read_frame(target.path, 0)
+        first, _ = trim_range(probe(target.path).timeline, output, target.original)
+        return read_frame(target.path, first)
     from engine import imageio
 
     return imageio.load_image(target.path)

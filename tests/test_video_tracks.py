@@ -342,15 +342,7 @@ def studio(tmp_path_factory):
     [
         ([{"source": 1, "face": 0}], "face_map entry 0 names source 1"),
         ([{"source": 0, "face": 0}, {"source": 0, "reference": 0}], "names reference 0"),
-        pytest.param(
-            [{"source": 0, "face": 3}],
-            "names face 3",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="studio/submit.py does not count the target's faces at submit "
-                "(docs/contracts.md: a 422): the job is queued and fails when it starts",
-            ),
-        ),
+        ([{"source": 0, "face": 3}], "names face 3"),
     ],
 )
 def test_rest_refuses_bad_face_map_indices_with_422(studio, group, face_map, message):
