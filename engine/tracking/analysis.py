@@ -23,6 +23,7 @@ from engine.atomic import write_atomic
 from engine.errors import InvalidInput, InvalidOptions
 from engine.faces import Face
 from engine.progress import CancelToken
+from engine.tracking.offline import smooth_rows
 from engine.tracking.scenecut import SceneCutDetector
 from engine.tracking.tracker import Embedder, FaceTracker, TrackedFace, TrackerSettings
 
@@ -344,11 +345,13 @@ def analyse(
     it (``detect`` returns the faces to track: filtered, with landmarks, with embeddings
     if it embeds itself), else the tracks are carried; ``embed`` embeds the detections
     that have none. ``progress(n)`` after each frame with the number done; ``cancel``
-    is checked before each frame (``Canceled``)."""
+    is checked before each frame (``Canceled``). The tracker runs unsmoothed; once the
+    pass has seen every frame, each track is smoothed with zero lag
+    (``offline.smooth_rows``, strength ``settings.smoothing``)."""
     settings = settings or TrackerSettings()
     if detect_every < 1:
         raise InvalidOptions(f"detect_every must be ≥ 1, got {detect_every}")
-    tracker = FaceTracker(settings, embed)
+    tracker = FaceTracker(replace(settings, smoothing=0.0), embed)
     cuts = SceneCutDetector(settings.scene_cut) if settings.scene_cut > 0 else None
     recorder = AnalysisRecorder()
     since_detection: int | None = None
@@ -370,4 +373,6 @@ def analyse(
         recorder.add_late(tracker.take_backfill())
         if progress is not None:
             progress(done)
-    return recorder.build(tracker.embeddings())
+    analysis = recorder.build(tracker.embeddings())
+    rows = smooth_rows(analysis.rows, analysis.frames, analysis.cuts, settings.smoothing)
+    return replace(analysis, rows=rows)
