@@ -12,8 +12,9 @@ mouth corners move with the mouth. The similarity's parameters (centroid x/y,
 log-scale, angle) are smoothed strongly; each frame's own shape in the track's
 normalised frame only lightly (a mouth opening and closing keeps its motion). The
 landmarks are rebuilt as smoothed similarity ∘ smoothed shape; the box follows the
-same rigid correction, and so do the 68 points (then each lightly smoothed). Tracks are split at scene cuts and at gaps;
-pieces shorter than ``MIN_FRAMES`` are left as they are.
+same rigid correction, and so do the 68 points (then each lightly smoothed). Tracks
+are split at scene cuts and at gaps; pieces shorter than ``MIN_FRAMES`` are left as
+they are.
 """
 
 from __future__ import annotations
