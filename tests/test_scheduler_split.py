@@ -82,7 +82,8 @@ async def drain(subscription) -> list:
 
 
 async def test_cancel_stops_every_segment_and_frees_the_slots(scheduler: Scheduler, tmp_path: Path):
-    video = make_video(tmp_path / "long.mp4", seconds=6.0, fps=10, size=(320, 240))
+    # Long enough to be caught running: segments only swap (the tracks are found once).
+    video = make_video(tmp_path / "long.mp4", seconds=15.0, fps=10, size=(320, 240))
     job = await scheduler.submit(
         "alice", [("tom.png", TOM_HANKS)], ("long.mp4", video), {"segment_seconds": 0.5}
     )

@@ -224,7 +224,8 @@ async def test_cancel_stops_the_call(tmp_path, no_gpu):
 async def test_a_running_and_a_queued_job_finish_after_a_restart(tmp_path, media, no_gpu):
     data = tmp_path / "data"
     token = standin.make_token()
-    video = make_video(tmp_path / "long.mp4", seconds=4.0, fps=10, size=(160, 120))
+    # Long enough to be caught running: segments only swap (the tracks are found once).
+    video = make_video(tmp_path / "long.mp4", seconds=12.0, fps=10, size=(160, 120))
     options = {"segment_seconds": 1}
     async with scheduler_on(data, segments_per_call=1, unattended="gpu") as first:
         with visitor(token):
@@ -248,7 +249,7 @@ async def test_a_running_and_a_queued_job_finish_after_a_restart(tmp_path, media
             assert job.attempts == 0
             # The visitor's request did not survive the restart: the Space pays.
             assert job.result["charged_to"] == "space"
-        assert (await second.get(running.id)).result["frames"] == 40
+        assert (await second.get(running.id)).result["frames"] == 120
     events = [h["event"] for h in read_history(data) if h["job_id"] == running.id]
     assert events.count("released") == 1 and events.count("succeeded") == 1, events
     assert {c["token"] for c in standin.CALLS} == {token, None}

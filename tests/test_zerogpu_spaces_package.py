@@ -23,6 +23,7 @@ from scheduler.service import SchedulerConfig
 from scheduler.zerogpu import ZeroGPUSettings, zerogpu_scheduler
 from tests import zerogpu_standin as standin
 from tests.live_studio import StudioProcess
+from tests.media import make_video
 from tests.scheduler_server import wait_for
 from tests.zerogpu_standin import browser, submit_from_page, wait_finished
 
@@ -115,10 +116,12 @@ def test_on_zerogpu_page_jobs_are_scheduled_with_the_visitors_token(zerogpu_stud
     assert "CUDA_VISIBLE_DEVICES=GPU-fake-0" in process.log_path.read_text()
 
 
-def test_on_zerogpu_a_canceled_job_releases_its_gpu(zerogpu_studio, media):
+def test_on_zerogpu_a_canceled_job_releases_its_gpu(zerogpu_studio, media, tmp_path):
     process, api = zerogpu_studio
+    # Long enough to be caught running: segments only swap (the tracks are found once).
+    video = make_video(tmp_path / "long.mp4", seconds=60.0, fps=4, size=(160, 120), audio=False)
     with browser(process, standin.make_token()) as client:
-        (job_id,) = submit_from_page(client, media["source"], media["video"])
+        (job_id,) = submit_from_page(client, media["source"], video)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             job = client.get(f"/api/v1/jobs/{job_id}").json()
