@@ -20,7 +20,7 @@ from engine.datadir import default_data_dir
 from engine.devices import parse_devices
 from engine.errors import InvalidOptions
 from engine.jobrun import DEFAULT_CONTENT_THRESHOLD, JobRequest, run_job
-from engine.models.licences import parse_licence_filter
+from engine.models.licences import model_flags
 from engine.models.manager import ModelManager, default_models_dir
 from engine.options import OutputOptions, SwapOptions
 from engine.pipeline import FaceEngine
@@ -152,13 +152,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     options = collect_options(args)
     data_dir = args.data_dir or default_data_dir()
-    try:
-        licences = parse_licence_filter(args.licences)
-    except ValueError as exc:
-        raise InvalidOptions(str(exc)) from None
-    if args.model_memory_gb is not None and args.model_memory_gb <= 0:
-        raise InvalidOptions("--model-memory-gb must be more than 0")
-    budget = int(args.model_memory_gb * 1024**3) if args.model_memory_gb else None
+    licences, budget = model_flags(args.licences, args.model_memory_gb)
     models = ModelManager(args.models_dir or default_models_dir(data_dir), licences=licences)
     engines = [
         FaceEngine(models, device, args.threads, memory_budget=budget)

@@ -30,7 +30,7 @@ from cli.args import ArgumentParser
 from engine.datadir import default_data_dir
 from engine.devices import parse_devices
 from engine.errors import InvalidOptions
-from engine.models.licences import parse_licence_filter
+from engine.models.licences import model_flags
 from engine.models.manager import default_models_dir
 from scheduler.celery_backend.app import CelerySettings, create_app
 from scheduler.celery_backend.registry import (
@@ -178,12 +178,7 @@ def main(argv: list[str]) -> int:
             "data directory and pass it with --data-dir"
         )
     models_dir = args.models_dir or default_models_dir(data_dir)
-    try:
-        licences = parse_licence_filter(args.licences)
-    except ValueError as exc:
-        raise InvalidOptions(str(exc)) from None
-    if args.model_memory_gb is not None and args.model_memory_gb <= 0:
-        raise InvalidOptions("--model-memory-gb must be more than 0")
+    licences, budget = model_flags(args.licences, args.model_memory_gb)
     host = socket.gethostname()
     name = args.name or default_worker_name(devices)
     nodename = name if "@" in name else f"{name}@{host}"
@@ -201,9 +196,7 @@ def main(argv: list[str]) -> int:
             "data_dir": str(data_dir),  # provenance keys are shared with the studio
             "content_threshold": args.content_threshold,
             "licences": sorted(licences) if licences is not None else None,
-            "model_memory_bytes": (
-                int(args.model_memory_gb * 1024**3) if args.model_memory_gb else None
-            ),
+            "model_memory_bytes": budget,
         },
     )
     # Import the task kinds once in the main process: forked pool processes share them.

@@ -13,18 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from engine.errors import InvalidOptions
 from engine.faces import Face
+from engine.options import FACE_ORDERS, GENDERS
 
-FACE_ORDERS = (
-    "large-small",
-    "small-large",
-    "left-right",
-    "right-left",
-    "top-bottom",
-    "bottom-top",
-    "best-worst",
-    "worst-best",
-)
-GENDERS = ("female", "male")
 AGE_MIN, AGE_MAX = 0, 100
 _AGE_RANGE = re.compile(r"\s*(\d{1,3})\s*-\s*(\d{1,3})\s*")
 

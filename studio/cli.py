@@ -21,7 +21,7 @@ from pathlib import Path
 from engine.datadir import default_data_dir
 from engine.devices import parse_devices
 from engine.errors import EngineError, InvalidOptions
-from engine.models.licences import parse_licence_filter
+from engine.models.licences import model_flags
 from scheduler.cpu import DEFAULT_WORKER_PRIORITY, WORKER_PRIORITIES
 from studio.config import (
     StudioConfig,
@@ -226,12 +226,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         max_output_pixels=int(args.max_output_megapixels * 1_000_000),
         max_job_cost=args.max_job_cost,
     )
-    try:
-        licences = parse_licence_filter(args.licences)
-    except ValueError as exc:
-        raise InvalidOptions(str(exc)) from None
-    if args.model_memory_gb is not None and args.model_memory_gb <= 0:
-        raise InvalidOptions("--model-memory-gb must be more than 0")
+    licences, budget = model_flags(args.licences, args.model_memory_gb)
     webhooks = WebhookSettings(
         allow=tuple(args.webhook_allow or ()),
         retry_base_seconds=args.webhook_retry_base,
@@ -270,9 +265,7 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
         ui_cache_hours=args.ui_cache_hours,
         ui_cache_gb=args.ui_cache_gb,
         licences=licences,
-        model_memory_bytes=(
-            int(args.model_memory_gb * 1024**3) if args.model_memory_gb is not None else None
-        ),
+        model_memory_bytes=budget,
     )
 
 

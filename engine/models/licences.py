@@ -42,3 +42,19 @@ def parse_licence_filter(value: str | None) -> frozenset[str] | None:
             f"got {value!r}"
         )
     return classes
+
+
+def model_flags(
+    licences: str | None, memory_gb: float | None
+) -> tuple[frozenset[str] | None, int | None]:
+    """``--licences`` and ``--model-memory-gb`` as every command takes them: the allowed
+    licence classes (None: all) and the memory budget in bytes (None: unbounded)."""
+    from engine.errors import InvalidOptions
+
+    try:
+        allowed = parse_licence_filter(licences)
+    except ValueError as exc:
+        raise InvalidOptions(str(exc)) from None
+    if memory_gb is not None and memory_gb <= 0:
+        raise InvalidOptions("--model-memory-gb must be more than 0")
+    return allowed, int(memory_gb * 1024**3) if memory_gb else None
