@@ -34,7 +34,7 @@ from engine.models.resolve import (
     resolve,
     resolved_from_refs,
 )
-from engine.options import SwapOptions, padding4, parse_age_range
+from engine.options import SwapOptions, padding4
 from engine.runtime import SessionCache
 from engine.swappers.base import SourceIdentity
 
@@ -311,6 +311,21 @@ class FaceEngine:
         if faces and resolved.classifier:
             faces = self.classifier(resolved.classifier).annotate(image, faces)
         return faces
+
+    def job_faces(
+        self, image: np.ndarray, resolved: ResolvedModels, options: SwapOptions
+    ) -> list[Face]:
+        """The faces a job considers in one frame: its detector(s), landmarks and
+        classifier (``annotate``), then its age/gender filters, in detector order. Frames of
+        images, video streams, the analysis pass and the studio's track matching all find
+        their faces here."""
+        faces = self.face_detector(resolved, options).detect(image, options.detector_score)
+        faces = self.annotate(image, faces, resolved)
+        if options.face_ages is None and not options.face_genders:
+            return faces
+        from engine.face_order import filter_faces
+
+        return filter_faces(faces, ages=options.face_ages, genders=options.face_genders or None)
 
     def source_identity(
         self,
@@ -601,10 +616,6 @@ class FrameSwapper:
                 digest.update(np.ascontiguousarray(image).tobytes())
         return f"{self.options!r}|{self.resolved!r}|{digest.hexdigest()}"
 
-    def filter_faces(self, faces: list[Face]) -> list[Face]:
-        """The job's age/gender filters (``face_ages``, ``face_genders``)."""
-        return self._filter(faces)
-
     def models_used(self) -> list[dict[str, str]]:
         """The job's models with their licences, for its result record."""
         return models_record(self.engine.models, self.resolved)
@@ -615,11 +626,7 @@ class FrameSwapper:
         self._frame_index += 1
         if reuse:
             return self._previous
-        detector = self.engine.face_detector(self.resolved, self.options)
-        faces = detector.detect(frame, self.options.detector_score)
-        faces = self.engine.annotate(frame, faces, self.resolved)
-        faces = self._filter(faces)
-        faces = self._select(frame, faces)
+        faces = self._select(frame, self.engine.job_faces(frame, self.resolved, self.options))
         if self.options.temporal_smoothing > 0:
             faces = self._smooth(faces)
         self._previous = faces
@@ -631,14 +638,12 @@ class FrameSwapper:
             assert self.source is not None
             return [(face, self.source) for face in self.faces(frame)]
         self._frame_index += 1
-        detector = self.engine.face_detector(self.resolved, self.options)
-        faces = detector.detect(frame, self.options.detector_score)
-        faces = self.engine.annotate(frame, faces, self.resolved)
+        faces = self.engine.job_faces(frame, self.resolved, self.options)
         if self.mapping.by_reference and self.resolved.recognizer:
             recognizer = self.engine.recognizer(self.resolved.recognizer)
             for face in faces:
                 face.embedding = recognizer.embed(frame, face)
-        return self.mapping.assign(self._filter(faces))
+        return self.mapping.assign(faces)
 
     def process(self, frame: np.ndarray) -> FrameResult:
         return self._finish(frame, self.assignments(frame))
@@ -746,14 +751,6 @@ class FrameSwapper:
                     mask_builder=mask_builder,
                 )
         return frame
-
-    def _filter(self, faces: list[Face]) -> list[Face]:
-        if self.options.face_ages is None and not self.options.face_genders:
-            return faces
-        from engine.face_order import filter_faces
-
-        ages = parse_age_range(self.options.face_ages) if self.options.face_ages else None
-        return filter_faces(faces, ages=ages, genders=tuple(self.options.face_genders) or None)
 
     def _select(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:
         if not faces:

@@ -155,24 +155,16 @@ def analyse_target(
 ) -> VideoAnalysis:
     """The analysis pass for ``engine`` with a job's ``resolved`` models and ``options``,
     without a source (the studio shows a video's tracks before a job exists)."""
-    from engine.face_order import filter_faces
-    from engine.options import parse_age_range
     from engine.video.probe import probe
     from engine.video.segments import trim_range
 
     target = Path(target)
     info = probe(target)
     first, end = trim_range(info.timeline, output, target.name)
-    detector = engine.face_detector(resolved, options)
     recognizer = engine.recognizer(resolved.recognizer) if resolved.recognizer else None
-    filtered = options.face_ages is not None or bool(options.face_genders)
-    ages = parse_age_range(options.face_ages) if options.face_ages else None
-    genders = tuple(options.face_genders) or None
 
     def detect(frame: np.ndarray):
-        faces = detector.detect(frame, options.detector_score)
-        faces = engine.annotate(frame, faces, resolved)
-        return filter_faces(faces, ages=ages, genders=genders) if filtered else faces
+        return engine.job_faces(frame, resolved, options)
 
     embed = (lambda frame, face: recognizer.embed(frame, face)) if recognizer else None
     total = end - first

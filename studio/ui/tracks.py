@@ -294,15 +294,7 @@ def match_tracks(
 def frame_faces(studio: Studio, setup: PassSetup, image: np.ndarray) -> list:
     """The faces of one frame as the preview's swapper finds them when ``face_map`` is
     set (``FrameSwapper.assignments``: detect, annotate, filter), left to right."""
-    from engine.face_order import filter_faces
-    from engine.options import parse_age_range
-
-    engine, swap = studio.face_engine(), setup.swap
-    faces = engine.face_detector(setup.resolved, swap).detect(image, swap.detector_score)
-    faces = engine.annotate(image, faces, setup.resolved)
-    if swap.face_ages is not None or swap.face_genders:
-        ages = parse_age_range(swap.face_ages) if swap.face_ages else None
-        faces = filter_faces(faces, ages=ages, genders=tuple(swap.face_genders) or None)
+    faces = studio.face_engine().job_faces(image, setup.resolved, setup.swap)
     return left_to_right(faces)
 
 
