@@ -397,13 +397,19 @@ def test_preview_appears_before_submit_and_follows_options(page, loop):
         "!document.querySelector('#fs-preview figcaption').innerText.includes('1 face(s)')",
         timeout=60_000,
     )
+    second = preview_token(page)  # the many-faces preview (an earlier one may have come first)
     after_many = data_uri_image(page.locator("#fs-preview img.fs-after").get_attribute("src"))
     assert np.abs(after_many.astype(int) - after_one.astype(int)).mean() > 0.5
 
     open_accordion(page, "Mask and blending")
     set_number(page, "#fs-mask-blur", 0.9)
-    wait_new_preview(page, second)
-    blurred = data_uri_image(page.locator("#fs-preview img.fs-after").get_attribute("src"))
+    # A preview already on its way (same options) may land first: wait for the next ones.
+    token = second
+    for _ in range(3):
+        token = wait_new_preview(page, token)
+        blurred = data_uri_image(page.locator("#fs-preview img.fs-after").get_attribute("src"))
+        if np.abs(blurred.astype(int) - after_many.astype(int)).mean() > 0.05:
+            break
     assert np.abs(blurred.astype(int) - after_many.astype(int)).mean() > 0.05
     assert jobs_of(page, loop.url) == []  # previews are not jobs
 
