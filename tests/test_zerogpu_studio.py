@@ -13,6 +13,7 @@ import pytest
 
 from tests import zerogpu_standin as standin
 from tests.live_studio import StudioProcess
+from tests.media import make_video
 from tests.zerogpu_standin import browser, submit_from_page, wait_finished
 
 pytestmark = pytest.mark.timeout(300)
@@ -77,8 +78,10 @@ def test_a_running_page_job_is_finished_after_a_restart(tmp_path, media):
     token = standin.make_token()
     args = ["--backend", "zerogpu"]
     first = StudioProcess(data, args, env=studio_env(log))
+    # Long enough to be caught running: segments only swap (the tracks are found once).
+    video = make_video(tmp_path / "long.mp4", seconds=60.0, fps=4, size=(160, 120), audio=False)
     with first, browser(first, token) as client:
-        (job_id,) = submit_from_page(client, media["source"], media["video"])
+        (job_id,) = submit_from_page(client, media["source"], video)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             job = client.get(f"/api/v1/jobs/{job_id}").json()
@@ -92,7 +95,7 @@ def test_a_running_page_job_is_finished_after_a_restart(tmp_path, media):
         client.cookies.update(cookies)  # the same browser
         job = wait_finished(client, job_id)
         assert job["status"] == "succeeded", job
-        assert job["attempts"] == 0 and job["result"]["frames"] == 84
+        assert job["attempts"] == 0 and job["result"]["frames"] == 240
         # Its visitor's request did not survive the restart: the CPU finished it.
         assert any(CPU_NOTE in warning for warning in job["result"]["warnings"]), job
         history = client.get(f"/api/v1/jobs/{job_id}/history").json()["history"]
