@@ -232,10 +232,12 @@ async def test_backed_off_jobs_wait_until_due(store: Store, fake_clock):
 # -- claiming under contention ------------------------------------------------------------------
 
 
-async def _claimer(path: Path, claimers: int) -> list[str]:
+async def _claimer(path: Path, claimers: int, start) -> list[str]:
     stores = [Store(path) for _ in range(claimers)]
     for store in stores:
         await store.open()
+    # Every process races from the same moment, however slowly the others started.
+    await asyncio.to_thread(start.wait, 120)
 
     async def claim_all(store: Store, size: int) -> list[str]:
         claimed = []
@@ -253,8 +255,8 @@ async def _claimer(path: Path, claimers: int) -> list[str]:
     return [job_id for claimed in results for job_id in claimed]
 
 
-def _claimer_process(path: str, claimers: int) -> list[str]:
-    return asyncio.run(_claimer(Path(path), claimers))
+def _claimer_process(path: str, claimers: int, start) -> list[str]:
+    return asyncio.run(_claimer(Path(path), claimers, start))
 
 
 async def test_fifty_concurrent_claimers_take_each_of_1000_jobs_exactly_once(tmp_path: Path):
@@ -265,8 +267,9 @@ async def test_fifty_concurrent_claimers_take_each_of_1000_jobs_exactly_once(tmp
     jobs = [make_job(n, owner=f"owner{n % 7}") for n in range(1000)]
     await insert_many(store, jobs)
     context = multiprocessing.get_context("spawn")
-    with context.Pool(5) as pool:
-        results = pool.starmap(_claimer_process, [(str(path), 10)] * 5)
+    with context.Manager() as manager, context.Pool(5) as pool:
+        start = manager.Barrier(5)
+        results = pool.starmap(_claimer_process, [(str(path), 10, start)] * 5)
     claimed = [job_id for result in results for job_id in result]
     assert len(claimed) == 1000
     assert set(claimed) == {job.id for job in jobs}

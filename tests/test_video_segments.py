@@ -209,7 +209,7 @@ KILL_SCRIPT = textwrap.dedent(
         def __init__(self, inner):
             self.inner = inner
         def process(self, frame):
-            time.sleep(0.15)
+            time.sleep(0.4)  # 2 s a segment: the kill lands before the last one, under load too
             return self.inner.process(frame)
         def fork(self):
             return Slow(self.inner.fork())
