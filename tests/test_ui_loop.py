@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 from tests.assets import T1, TOM_HANKS
+from tests.browser_form import open_accordion, set_number
 from tests.live_studio import StudioProcess
 from tests.media import make_video
 from tests.standins.maskers import make_occluder
@@ -274,10 +275,6 @@ def jobs_of(page, url: str) -> list[dict]:
     return page.request.get(f"{url}/api/v1/jobs").json()["jobs"]
 
 
-def open_accordion(page, title: str) -> None:
-    page.locator("button", has_text=title).first.click()
-
-
 def open_tab(page, name: str) -> None:
     """A tab by its name; on a narrow screen the last ones sit in the "More tabs" menu."""
     tab = page.locator("button[role=tab]", has_text=name)
@@ -285,13 +282,6 @@ def open_tab(page, name: str) -> None:
         page.locator("button[aria-label='More tabs']").click()
         tab = page.locator(".overflow-dropdown button", has_text=name)
     tab.first.click()
-
-
-def set_number(page, selector: str, value: float) -> None:
-    box = page.locator(f"{selector} input[type=number]").first
-    box.fill(str(value))
-    box.press("Enter")
-    box.blur()
 
 
 # -- the face galleries ---------------------------------------------------------------------

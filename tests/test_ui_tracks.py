@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 from tests.assets import TOM_HANKS
+from tests.browser_form import set_number
 from tests.live_studio import StudioProcess
 from tests.media import t1
 
@@ -153,13 +154,6 @@ def upload(page, video: Path) -> None:
     page.wait_for_selector("#fs-source-faces img", timeout=30_000)
     page.wait_for_selector("#fs-target-faces img", timeout=30_000)
     page.wait_for_selector("#fs-video", state="visible", timeout=30_000)
-
-
-def set_number(page, selector: str, value: float) -> None:
-    box = page.locator(f"{selector} input[type=number]").first
-    box.fill(str(value))
-    box.press("Enter")
-    box.blur()
 
 
 def data_uri_image(uri: str) -> np.ndarray:

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import dataclasses
 import html
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,8 @@ from studio.ui.faces import (
 from studio.ui.i18n import language, t, template, text
 from studio.ui.model_offer import ModelField, model_choices, model_label
 from studio.ui.models import is_operator
+
+log = logging.getLogger(__name__)
 
 MAX_GALLERY_FACES = 24
 SWAP_DEFAULTS = SwapOptions()
@@ -692,6 +695,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         tab = getattr(request, "session_hash", None) or "-"
         ticket = await debouncer.settle(tab)
         if ticket is None:
+            log.debug("preview of tab %s: a newer change will answer", tab)
             return gr.skip(), gr.skip()  # a newer change will answer
         lang = language(_accept(request))
         if not source_files or not target_files:
@@ -738,6 +742,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
                 studio, submission, preview_index, lambda: debouncer.current(tab, ticket)
             )
             if rendered is None or not debouncer.current(tab, ticket):
+                log.debug("preview %s of tab %s: superseded after rendering", ticket, tab)
                 return gr.skip(), gr.skip()
             if by_track:
                 rendered = dataclasses.replace(rendered, frame=index)
@@ -745,8 +750,10 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
             else:
                 before = await asyncio.to_thread(_before, target, rendered.frame)
         except Canceled:
+            log.debug("preview %s of tab %s: canceled by a newer one", ticket, tab)
             return gr.skip(), gr.skip()
         except EngineError as exc:
+            log.debug("preview %s of tab %s: refused: %s", ticket, tab, exc.message)
             return "", "⚠️ " + html.escape(exc.message)
         finally:
             for path in (reference_path, frame_path):
@@ -761,6 +768,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
             caption=_caption(lang, faces.kind, rendered),
         )
         note = "\n\n".join(f"⚠️ {html.escape(w)}" for w in rendered.warnings)
+        log.debug("preview %s of tab %s: %d face(s) swapped", ticket, tab, rendered.faces_swapped)
         return live_preview.compare_html(before, rendered.jpeg, words, ticket), note
 
     # -- models where they are chosen ---------------------------------------------------

@@ -1,0 +1,28 @@
+"""Filling the studio's Gradio form from Playwright, as a person would."""
+
+from __future__ import annotations
+
+SETTLE_MS = 600  # how long a typed number must hold before it counts as set
+TRIES = 3
+
+
+def open_accordion(page, title: str) -> None:
+    page.locator("button", has_text=title).first.click()
+
+
+def set_number(page, selector: str, value: float) -> None:
+    """Type ``value`` into a slider's or number's box and leave it.
+
+    A slider whose accordion opened a moment ago can still be reset to its initial
+    value by its own mount (Gradio 6 renders an accordion's contents when it opens); a
+    person could not type that fast, a test can. So the value must hold for
+    ``SETTLE_MS``, or it is typed again."""
+    box = page.locator(f"{selector} input[type=number]").first
+    for _ in range(TRIES):
+        box.fill(str(value))
+        box.press("Enter")
+        box.blur()
+        page.wait_for_timeout(SETTLE_MS)
+        if float(box.input_value()) == float(value):
+            return
+    raise AssertionError(f"{selector} does not keep {value} (it shows {box.input_value()})")
