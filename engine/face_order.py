@@ -8,15 +8,11 @@ counted from the image's left edge.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 
 from engine.errors import InvalidOptions
 from engine.faces import Face
-from engine.options import FACE_ORDERS, GENDERS
-
-AGE_MIN, AGE_MAX = 0, 100
-_AGE_RANGE = re.compile(r"\s*(\d{1,3})\s*-\s*(\d{1,3})\s*")
+from engine.options import FACE_ORDERS, GENDERS, parse_age_range
 
 
 def centre_x(face: Face) -> float:
@@ -64,33 +60,6 @@ def order_faces(faces: Sequence[Face], order: str) -> list[Face]:
 def left_to_right(faces: Sequence[Face]) -> list[Face]:
     """Faces numbered from the image's left: index 0 has the leftmost box centre."""
     return order_faces(faces, "left-right")
-
-
-def parse_age_range(value: str | Sequence[int]) -> tuple[int, int]:
-    """``"MIN-MAX"`` (or a pair) as ``(MIN, MAX)``, both inclusive, 0 ≤ MIN ≤ MAX ≤ 100."""
-    if isinstance(value, str):
-        if not value.strip():
-            raise InvalidOptions("face_ages is empty; give an age range MIN-MAX such as 20-40")
-        match = _AGE_RANGE.fullmatch(value)
-        if match is None:
-            raise InvalidOptions(
-                f"face_ages must be an age range MIN-MAX in years such as 20-40, got {value!r}"
-            )
-        low, high = int(match.group(1)), int(match.group(2))
-    else:
-        try:
-            low, high = (int(v) for v in value)
-        except (TypeError, ValueError):
-            raise InvalidOptions(
-                f"face_ages must be an age range MIN-MAX such as 20-40, got {value!r}"
-            ) from None
-    if not (AGE_MIN <= low <= AGE_MAX and AGE_MIN <= high <= AGE_MAX):
-        raise InvalidOptions(
-            f"face_ages {low}-{high}: ages must be between {AGE_MIN} and {AGE_MAX}"
-        )
-    if low > high:
-        raise InvalidOptions(f"face_ages {low}-{high} is empty: MIN must not exceed MAX")
-    return low, high
 
 
 def parse_genders(value: str | Iterable[str]) -> frozenset[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,7 @@ MAX_PIXEL_BOOST = 1024
 MAX_ENHANCERS = 4
 _MODEL_NAME = re.compile(r"[a-z0-9_.-]{1,64}")
 _AGE_RANGE = re.compile(r"\s*(\d{1,3})\s*-\s*(\d{1,3})\s*")
+AGE_MIN, AGE_MAX = 0, 100  # face_ages bounds, in years
 
 
 def _catalogue_names(kind: str) -> tuple[str, ...]:
@@ -210,17 +211,31 @@ def padding4(padding: float | tuple[float, ...]) -> tuple[float, float, float, f
     return values  # type: ignore[return-value]
 
 
-def parse_age_range(text: str) -> tuple[int, int]:
-    """``"20-40"`` → (20, 40) in years, inclusive; a clear error for anything else."""
-    match = _AGE_RANGE.fullmatch(str(text))
-    if match is None:
+def parse_age_range(value: str | Sequence[int]) -> tuple[int, int]:
+    """``"MIN-MAX"`` (or a pair) as ``(MIN, MAX)``, both inclusive, 0 ≤ MIN ≤ MAX ≤ 100."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise InvalidOptions("face_ages is empty; give an age range MIN-MAX such as 20-40")
+        match = _AGE_RANGE.fullmatch(value)
+        if match is None:
+            raise InvalidOptions(
+                f"face_ages must be an age range MIN-MAX in years such as 20-40, got {shown(value)}"
+            )
+        low, high = int(match.group(1)), int(match.group(2))
+    else:
+        try:
+            low, high = (int(v) for v in value)
+        except (TypeError, ValueError):
+            raise InvalidOptions(
+                f"face_ages must be an age range MIN-MAX such as 20-40, got {shown(value)}"
+            ) from None
+    if not (AGE_MIN <= low <= AGE_MAX and AGE_MIN <= high <= AGE_MAX):
         raise InvalidOptions(
-            f"face_ages must look like MIN-MAX in years (e.g. 20-40); got {shown(text)}"
+            f"face_ages must be MIN-MAX with ages between {AGE_MIN} and {AGE_MAX}; got {low}-{high}"
         )
-    low, high = int(match.group(1)), int(match.group(2))
-    if low > high or high > 100:
+    if low > high:
         raise InvalidOptions(
-            f"face_ages must be MIN-MAX with 0 <= MIN <= MAX <= 100; got {shown(text)}"
+            f"face_ages must be MIN-MAX; {low}-{high} is empty: MIN must not exceed MAX"
         )
     return low, high
 
@@ -538,7 +553,9 @@ def _index(what: str, value: Any) -> int:
 
 def _boost_text(value: float) -> str:
     if not value.is_integer():
-        raise InvalidOptions(f"pixel_boost must be auto, native or a size in pixels; got {value!r}")
+        raise InvalidOptions(
+            f"pixel_boost must be auto, native or a size in pixels; got {shown(value)}"
+        )
     return str(int(value))
 
 
