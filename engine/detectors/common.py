@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -20,6 +21,7 @@ import numpy as np
 from engine.errors import InvalidOptions, ModelUnavailable
 from engine.families.io import BoundIO, Tensor, bind_session
 from engine.families.table import family_io
+from engine.runtime import SessionCache
 
 NMS_IOU = 0.4  # FaceFusion's IoU for one detector at one angle (§10)
 
@@ -40,6 +42,28 @@ def bind_detector(model: str, family: str, session: Any) -> BoundIO:
     if io is None:
         raise InvalidOptions(f"{family!r} is not a detector family")
     return bind_session(model, family, io, session)
+
+
+class FamilyDetector:
+    """What every catalogue detector does first: name the model, check the size against
+    the family's choices, open the session and check its tensors (``bound``); each
+    family then checks the outputs it reads and decodes them."""
+
+    family: ClassVar[str]
+    sizes: ClassVar[Sequence[int]]
+
+    def __init__(
+        self,
+        sessions: SessionCache,
+        model_path: str | Path,
+        size: int = 640,
+        model_name: str | None = None,
+    ) -> None:
+        self.model_path = Path(model_path)
+        self.model_name = model_name or self.model_path.stem
+        self.size = check_size(self.model_name, self.family, size, self.sizes)
+        self._session = sessions.get(self.model_path)
+        self.bound = bind_detector(self.model_name, self.family, self._session)
 
 
 def check_fixed_size(model: str, family: str, bound: BoundIO, size: int) -> None:

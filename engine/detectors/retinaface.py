@@ -17,9 +17,8 @@ import numpy as np
 from engine.detectors import as_bgr, check_threshold, make_faces
 from engine.detectors.common import (
     NMS_IOU,
-    bind_detector,
+    FamilyDetector,
     check_fixed_size,
-    check_size,
     fit_frame,
     model_error,
     nms,
@@ -36,8 +35,11 @@ LAYOUT = LAYOUTS[9]
 _WIDTHS = (1, 1, 1, 4, 4, 4, 10, 10, 10)  # scores, boxes, keypoints per stride
 
 
-class RetinafaceDetector:
+class RetinafaceDetector(FamilyDetector):
     """RetinaFace with five keypoints; ``size`` is the square detector input (§10 choices)."""
+
+    family = FAMILY
+    sizes = SIZES
 
     def __init__(
         self,
@@ -46,11 +48,8 @@ class RetinafaceDetector:
         size: int = 640,
         model_name: str | None = None,
     ) -> None:
-        self.model_path = Path(model_path)
-        self.model_name = model_name or self.model_path.stem
-        self.size = check_size(self.model_name, FAMILY, size, SIZES)
-        self._session = sessions.get(self.model_path)
-        bound = bind_detector(self.model_name, FAMILY, self._session)
+        super().__init__(sessions, model_path, size, model_name)
+        bound = self.bound
         if len(bound.outputs) != len(_WIDTHS):
             raise model_error(
                 self.model_name,

@@ -17,9 +17,8 @@ import numpy as np
 from engine.detectors import as_bgr, check_threshold, make_faces
 from engine.detectors.common import (
     NMS_IOU,
-    bind_detector,
+    FamilyDetector,
     check_fixed_size,
-    check_size,
     fit_frame,
     model_error,
     nms,
@@ -32,8 +31,11 @@ SIZES = (640,)
 ROWS = 20  # 4 box + 1 score + 5 × (x, y, visibility)
 
 
-class YoloFaceDetector:
+class YoloFaceDetector(FamilyDetector):
     """YOLOv8-face with five keypoints; ``size`` must be 640 (§10)."""
+
+    family = FAMILY
+    sizes = SIZES
 
     def __init__(
         self,
@@ -42,11 +44,8 @@ class YoloFaceDetector:
         size: int = 640,
         model_name: str | None = None,
     ) -> None:
-        self.model_path = Path(model_path)
-        self.model_name = model_name or self.model_path.stem
-        self.size = check_size(self.model_name, FAMILY, size, SIZES)
-        self._session = sessions.get(self.model_path)
-        bound = bind_detector(self.model_name, FAMILY, self._session)
+        super().__init__(sessions, model_path, size, model_name)
+        bound = self.bound
         output = bound.outputs[0]
         if output.shape is not None:
             batch_ok = len(output.shape) == 3 and output.shape[0] in (1, None)

@@ -22,9 +22,8 @@ import numpy as np
 from engine.detectors import as_bgr, check_threshold, make_faces
 from engine.detectors.common import (
     NMS_IOU,
-    bind_detector,
+    FamilyDetector,
     check_fixed_size,
-    check_size,
     fit_frame,
     model_error,
     nms,
@@ -40,8 +39,11 @@ STRIDES = (8, 16, 32)
 _HEADS = (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10))
 
 
-class YunetDetector:
+class YunetDetector(FamilyDetector):
     """YuNet with five keypoints; ``size`` must be 640 (§10)."""
+
+    family = FAMILY
+    sizes = SIZES
 
     def __init__(
         self,
@@ -50,11 +52,8 @@ class YunetDetector:
         size: int = 640,
         model_name: str | None = None,
     ) -> None:
-        self.model_path = Path(model_path)
-        self.model_name = model_name or self.model_path.stem
-        self.size = check_size(self.model_name, FAMILY, size, SIZES)
-        self._session = sessions.get(self.model_path)
-        bound = bind_detector(self.model_name, FAMILY, self._session)
+        super().__init__(sessions, model_path, size, model_name)
+        bound = self.bound
         if len(bound.outputs) != len(_HEADS) * len(STRIDES):
             raise model_error(
                 self.model_name,
