@@ -53,7 +53,7 @@ from engine.progress import CancelToken, Progress
 from studio.core import Studio
 from studio.limits import display_name
 from studio.submit import SubmitRequest, UploadedFile
-from studio.ui import live_preview, model_offer
+from studio.ui import live_preview, model_offer, target_state
 from studio.ui import tracks as video_tracks
 from studio.ui.components import UploadFiles
 from studio.ui.faces import (
@@ -70,10 +70,11 @@ from studio.ui.faces import (
 from studio.ui.i18n import language, t, template, text
 from studio.ui.model_offer import ModelField, model_choices, model_label
 from studio.ui.models import is_operator
+from studio.ui.target_state import TargetFaces
 
 log = logging.getLogger(__name__)
 
-MAX_GALLERY_FACES = 24
+MAX_GALLERY_FACES = target_state.MAX_CARDS
 SWAP_DEFAULTS = SwapOptions()
 OUTPUT_DEFAULTS = OutputOptions()
 # Controls in the order the submit handler receives them, with their option names.
@@ -153,64 +154,6 @@ element.addEventListener('click', (event) => {
 """
 
 __all__ = ["build_create_tab", "model_choices", "model_label"]
-
-
-@dataclasses.dataclass
-class TargetFaces:
-    """The first target: its faces left to right (boxes and thumbnails) in frame
-    ``first_frame`` (a video's first frame of the trimmed range ``trim``), the face
-    picked as the reference, the source assigned to each face, and a video's length.
-
-    After a video's tracking pass (``tracks_key`` names it), the cards are its tracks:
-    ``track_assigned`` (track → source) and ``picked_track`` replace the face choices."""
-
-    path: str | None = None
-    kind: str = "image"  # "image" | "video"
-    boxes: list[list[float]] = dataclasses.field(default_factory=list)
-    thumbs: list[str] = dataclasses.field(default_factory=list)  # data URIs
-    details: list[str] = dataclasses.field(default_factory=list)  # age/gender per face
-    picked: int | None = None
-    assigned: dict[int, int] = dataclasses.field(default_factory=dict)  # face → source
-    frames: int = 1
-    duration: float | None = None
-    first_frame: int = 0
-    trim: dict[str, float] = dataclasses.field(default_factory=dict)
-    tracks: tuple[video_tracks.TrackCard, ...] = ()
-    tracks_key: str | None = None
-    track_assigned: dict[int, int] = dataclasses.field(default_factory=dict)  # track → source
-    picked_track: int | None = None
-
-    @property
-    def by_track(self) -> bool:
-        """Whether the cards are the video's tracks (its pass has run)."""
-        return self.tracks_key is not None
-
-    def face_map(self, sources: int) -> list[dict[str, int]]:
-        """``face_map`` entries of the assignments that still name an uploaded source:
-        ``track`` entries once the video's pass has run, else ``face`` entries."""
-        if self.by_track:
-            known = {card.track_id for card in self.tracks}
-            return [
-                {"source": source, "track": track}
-                for track, source in sorted(self.track_assigned.items())
-                if 0 <= source < sources and track in known
-            ]
-        return [
-            {"source": source, "face": face}
-            for face, source in sorted(self.assigned.items())
-            if 0 <= source < sources and 0 <= face < len(self.boxes)
-        ]
-
-    def reference_crop(self) -> tuple[int, list[float]] | None:
-        """The frame and box of the face picked as the reference, if any."""
-        if self.by_track:
-            for card in self.tracks:
-                if card.track_id == self.picked_track:
-                    return card.thumb_frame, list(card.thumb_box)
-            return None
-        if self.picked is not None and 0 <= self.picked < len(self.boxes):
-            return self.first_frame, self.boxes[self.picked]
-        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -631,7 +574,9 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
                 progress((update.done, update.total), desc=desc, unit="frames")
 
         try:
-            setup, span = await asyncio.to_thread(_pass_setup, studio, finder, faces, options)
+            setup, span = await asyncio.to_thread(
+                target_state.pass_setup, studio, finder, faces, options
+            )
             progress((0, span.count), desc=text(lang, "tracks_running", done=0, total=span.count))
             found = await asyncio.to_thread(
                 finder.run, session, faces.path, setup, span, progress=report, cancel=cancel
@@ -643,7 +588,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
             return gr.skip(), gr.skip(), gr.skip()
         except EngineError as exc:
             return gr.skip(), gr.skip(), "⚠️ " + html.escape(exc.message)
-        faces = _with_tracks(faces, found, trim)
+        faces = target_state.with_tracks(faces, found, trim)
         return faces, _cards(faces, source_files or [], lang), _tracks_note(lang, found)
 
     def assign(faces: TargetFaces, files: list[str] | None, evt: gr.EventData):
@@ -655,13 +600,16 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
             return faces  # a choice made on cards the page no longer shows
         if faces.by_track:
             known = [card.track_id for card in faces.tracks]
-            picked = _choices(chosen, known, len(files or []))
+            picked = target_state.kept_choices(chosen, known, len(files or []))
             return dataclasses.replace(faces, track_assigned=picked)
-        picked = _choices(chosen, range(len(faces.boxes)), len(files or []))
+        picked = target_state.kept_choices(chosen, range(len(faces.boxes)), len(files or []))
         return dataclasses.replace(faces, assigned=picked)
 
     def pick_reference(
-        faces: TargetFaces, files: list[str] | None, evt: gr.EventData, request: gr.Request
+        faces: TargetFaces,
+        files: list[str] | None,
+        evt: gr.EventData,
+        request: gr.Request,
     ):
         data = evt._data if isinstance(evt._data, dict) else {}
         index = data.get("index", data.get("face"))
@@ -723,7 +671,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
                 # The preview swaps one frame and cannot run the tracking pass: the frame
                 # goes to it as an image, with face entries for its tracked faces.
                 mapped = await asyncio.to_thread(
-                    _track_preview, studio, finder, tab, faces, options, index
+                    target_state.track_preview, studio, finder, tab, faces, options, index
                 )
                 if isinstance(mapped, str):
                     return "", text(lang, mapped, frame=index)
@@ -841,7 +789,16 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
             return message, gr.Tabs(), *unchanged
         # The jobs hold their own copies now: the uploads and face crops leave Gradio's
         # cache (studio.gradio_guard), and the form starts afresh.
-        return message, gr.Tabs(selected="queue"), None, None, [], "", TargetFaces(), ""
+        return (
+            message,
+            gr.Tabs(selected="queue"),
+            None,
+            None,
+            [],
+            "",
+            TargetFaces(),
+            "",
+        )
 
     # -- wiring -------------------------------------------------------------------------
 
@@ -974,36 +931,6 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
     return CreateTab(list(dropdowns.values()), refresh_models, downloads)
 
 
-def _track_preview(
-    studio: Studio,
-    finder: video_tracks.TrackFinder,
-    session: str,
-    faces: TargetFaces,
-    options: dict[str, Any],
-    index: int,
-) -> tuple[list[dict[str, int]], np.ndarray, Path] | str:
-    """For a preview of frame ``index`` with track assignments: the frame's ``face``
-    entries (its faces matched to the tracks' boxes at that frame), the frame, and the
-    frame saved as a PNG for the preview service. A message key instead when the tracks
-    no longer apply or none with a source is in the frame."""
-    assert faces.path is not None
-    found = finder.cached(session, faces.tracks_key)
-    setup = finder.setup({k: v for k, v in options.items() if k != "face_map"})
-    if found is None or finder.key(faces.path, found.span, setup) != found.key:
-        return "tracks_stale"  # expired, or the face-finding options changed since
-    tracked = found.analysis.faces_at(index)
-    if not any(t.track_id in faces.track_assigned for t in tracked):
-        return "preview_no_tracks"
-    image = live_preview.target_frame(faces.path, index)
-    found_faces = video_tracks.frame_faces(studio, setup, image)
-    entries = video_tracks.preview_face_map(found_faces, tracked, faces.track_assigned)
-    if not entries:
-        return "preview_no_tracks"
-    path = studio.new_upload_path().with_suffix(".png")
-    imageio.save_image(image, path)
-    return entries, image, path
-
-
 def _before(target: str, frame: int) -> str:
     return live_preview.before_uri(live_preview.target_frame(target, frame))
 
@@ -1045,68 +972,6 @@ def _trim(
     if trim and mode in TRIM_MODES and mode != OUTPUT_DEFAULTS.trim_mode:
         trim["trim_mode"] = mode
     return trim
-
-
-def _choices(chosen: dict, known, sources: int) -> dict[int, int]:
-    """The page's face (or track) → source choices, kept where both name something that
-    exists: a card in ``known`` and one of the ``sources`` uploaded sources."""
-    known = set(known)
-    assigned: dict[int, int] = {}
-    for card, source in list(chosen.items())[:MAX_GALLERY_FACES]:
-        try:
-            card_index, source_index = int(card), int(source)
-        except (TypeError, ValueError):
-            continue
-        if card_index in known and 0 <= source_index < sources:
-            assigned[card_index] = source_index
-    return assigned
-
-
-def _pass_setup(
-    studio: Studio, finder: video_tracks.TrackFinder, faces: TargetFaces, options: dict
-) -> tuple[video_tracks.PassSetup, video_tracks.VideoSpan]:
-    """The pass's options, models and range, after the upload limits a submission has
-    (the video's length and frame size bound what the pass reads)."""
-    from studio.limits import check_target
-
-    assert faces.path is not None
-    path = Path(faces.path)
-    check_target(path, display_name(path.name), studio.config.limits)
-    return finder.setup(options), video_tracks.video_span(path, options)
-
-
-def _tracks_key(
-    studio: Studio, finder: video_tracks.TrackFinder, faces: TargetFaces, options: dict
-) -> str:
-    """The pass these options (and trim) would need: equal to ``faces.tracks_key`` while
-    the tracks shown still apply."""
-    assert faces.path is not None
-    setup = finder.setup({k: v for k, v in options.items() if k != "face_map"})
-    return finder.key(faces.path, video_tracks.video_span(faces.path, options), setup)
-
-
-def _with_tracks(
-    faces: TargetFaces, found: video_tracks.TrackPass, trim: dict[str, float]
-) -> TargetFaces:
-    """The cards become the pass's tracks; a source given to a face of the first frame,
-    or the reference picked there, passes to that face's track."""
-    carried: dict[int, int] = {}
-    picked_track = None
-    if found.span.first == faces.first_frame and not faces.by_track:
-        by_face = video_tracks.match_tracks(faces.boxes, found.analysis.faces_at(faces.first_frame))
-        carried = {by_face[face]: src for face, src in faces.assigned.items() if face in by_face}
-        picked_track = by_face.get(faces.picked) if faces.picked is not None else None
-    elif faces.by_track:
-        carried, picked_track = dict(faces.track_assigned), faces.picked_track
-    listed = {card.track_id for card in found.cards}
-    return dataclasses.replace(
-        faces,
-        trim=trim,
-        tracks=found.cards,
-        tracks_key=found.key,
-        track_assigned={t: src for t, src in carried.items() if t in listed},
-        picked_track=picked_track if picked_track in listed else None,
-    )
 
 
 def _cost_note(lang: str, span: video_tracks.VideoSpan) -> str:
@@ -1247,7 +1112,7 @@ async def _submit(
     if by_track:
         try:
             current = await asyncio.to_thread(
-                _tracks_key, studio, finder, faces, {**options, **trim}
+                target_state.tracks_key_for, studio, finder, faces, {**options, **trim}
             )
         except EngineError as exc:
             return "❌ " + text(lang, "msg_error", error=html.escape(exc.message))
