@@ -46,8 +46,8 @@ def bind_detector(model: str, family: str, session: Any) -> BoundIO:
 
 class FamilyDetector:
     """What every catalogue detector does first: name the model, check the size against
-    the family's choices, open the session and check its tensors (``bound``); each
-    family then checks the outputs it reads and decodes them."""
+    the family's choices, open the session and check its tensors; each family checks
+    the outputs it reads (``_read_outputs``) and decodes them."""
 
     family: ClassVar[str]
     sizes: ClassVar[Sequence[int]]
@@ -63,7 +63,14 @@ class FamilyDetector:
         self.model_name = model_name or self.model_path.stem
         self.size = check_size(self.model_name, self.family, size, self.sizes)
         self._session = sessions.get(self.model_path)
-        self.bound = bind_detector(self.model_name, self.family, self._session)
+        bound = bind_detector(self.model_name, self.family, self._session)
+        self._read_outputs(bound)
+        check_fixed_size(self.model_name, self.family, bound, self.size)
+        self._input = bound.inputs[0]
+
+    def _read_outputs(self, bound: BoundIO) -> None:
+        """Check the outputs the family reads and keep what decoding needs."""
+        raise NotImplementedError
 
 
 def check_fixed_size(model: str, family: str, bound: BoundIO, size: int) -> None:

@@ -10,15 +10,13 @@ Candidates with score ≥ the threshold go through NMS at IoU 0.4.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from engine.detectors import as_bgr, check_threshold, make_faces
 from engine.detectors.common import (
     NMS_IOU,
+    BoundIO,
     FamilyDetector,
-    check_fixed_size,
     fit_frame,
     model_error,
     nms,
@@ -26,7 +24,6 @@ from engine.detectors.common import (
 )
 from engine.detectors.scrfd import LAYOUTS, anchor_centres, decode_distances
 from engine.faces import Face
-from engine.runtime import SessionCache
 
 FAMILY = "retinaface"
 SIZES = (160, 320, 480, 512, 640)
@@ -41,15 +38,7 @@ class RetinafaceDetector(FamilyDetector):
     family = FAMILY
     sizes = SIZES
 
-    def __init__(
-        self,
-        sessions: SessionCache,
-        model_path: str | Path,
-        size: int = 640,
-        model_name: str | None = None,
-    ) -> None:
-        super().__init__(sessions, model_path, size, model_name)
-        bound = self.bound
+    def _read_outputs(self, bound: BoundIO) -> None:
         if len(bound.outputs) != len(_WIDTHS):
             raise model_error(
                 self.model_name,
@@ -64,8 +53,6 @@ class RetinafaceDetector(FamilyDetector):
                 raise model_error(
                     self.model_name, FAMILY, tensor, f"has width {declared}, expected {width}"
                 )
-        check_fixed_size(self.model_name, FAMILY, bound, self.size)
-        self._input = bound.inputs[0]
         self._outputs = [tensor.name for tensor in bound.outputs]
         square = (self.size, self.size)
         self._centres = {s: anchor_centres(square, s, LAYOUT.anchors) for s in LAYOUT.strides}

@@ -10,21 +10,18 @@ anchors. NMS at IoU 0.4.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from engine.detectors import as_bgr, check_threshold, make_faces
 from engine.detectors.common import (
     NMS_IOU,
+    BoundIO,
     FamilyDetector,
-    check_fixed_size,
     fit_frame,
     model_error,
     nms,
 )
 from engine.faces import Face
-from engine.runtime import SessionCache
 
 FAMILY = "yolo_face"
 SIZES = (640,)
@@ -37,15 +34,7 @@ class YoloFaceDetector(FamilyDetector):
     family = FAMILY
     sizes = SIZES
 
-    def __init__(
-        self,
-        sessions: SessionCache,
-        model_path: str | Path,
-        size: int = 640,
-        model_name: str | None = None,
-    ) -> None:
-        super().__init__(sessions, model_path, size, model_name)
-        bound = self.bound
+    def _read_outputs(self, bound: BoundIO) -> None:
         output = bound.outputs[0]
         if output.shape is not None:
             batch_ok = len(output.shape) == 3 and output.shape[0] in (1, None)
@@ -57,8 +46,6 @@ class YoloFaceDetector(FamilyDetector):
                     f"has shape {list(output.shape)}, expected [1, {ROWS}, N] "
                     "(box, score, five keypoints per candidate)",
                 )
-        check_fixed_size(self.model_name, FAMILY, bound, self.size)
-        self._input = bound.inputs[0]
         self._output = output.name
 
     def detect(self, image_bgr: np.ndarray, score_threshold: float = 0.5) -> list[Face]:

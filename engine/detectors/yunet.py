@@ -15,15 +15,13 @@ NMS at IoU 0.4.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from engine.detectors import as_bgr, check_threshold, make_faces
 from engine.detectors.common import (
     NMS_IOU,
+    BoundIO,
     FamilyDetector,
-    check_fixed_size,
     fit_frame,
     model_error,
     nms,
@@ -31,7 +29,6 @@ from engine.detectors.common import (
 )
 from engine.detectors.scrfd import anchor_centres
 from engine.faces import Face
-from engine.runtime import SessionCache
 
 FAMILY = "yunet"
 SIZES = (640,)
@@ -45,15 +42,7 @@ class YunetDetector(FamilyDetector):
     family = FAMILY
     sizes = SIZES
 
-    def __init__(
-        self,
-        sessions: SessionCache,
-        model_path: str | Path,
-        size: int = 640,
-        model_name: str | None = None,
-    ) -> None:
-        super().__init__(sessions, model_path, size, model_name)
-        bound = self.bound
+    def _read_outputs(self, bound: BoundIO) -> None:
         if len(bound.outputs) != len(_HEADS) * len(STRIDES):
             raise model_error(
                 self.model_name,
@@ -78,8 +67,6 @@ class YunetDetector(FamilyDetector):
                     f"has shape {list(tensor.shape or [])}, expected [1, {rows}, {width}] "
                     f"({head} at stride {stride})",
                 )
-        check_fixed_size(self.model_name, FAMILY, bound, self.size)
-        self._input = bound.inputs[0]
         self._outputs = [tensor.name for tensor in bound.outputs]
         square = (self.size, self.size)
         self._anchors = {stride: anchor_centres(square, stride, 1) for stride in STRIDES}
