@@ -56,10 +56,8 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
@@ -75,6 +73,7 @@ from engine.pipeline import FaceEngine
 from engine.tracking import VideoAnalysis
 from engine.video_plan import ANALYSIS_PREFIX
 from tests.assets import SCRFD_2_5G, T1, TOM_HANKS, load
+from tests.media import decode_frames, encode_frames
 
 FPS = 25
 SIZE = (640, 360)  # the pan and turn clips
@@ -148,26 +147,6 @@ def default_setting() -> Setting:
 
 
 # -- clips --------------------------------------------------------------------------------
-
-
-def encode_clip(frames: Sequence[np.ndarray], path: Path) -> Path:
-    """H.264 as a camera or an editor would hand it over (crf 18, yuv420p)."""
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        for index, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
-            frame.pts, frame.time_base = index, Fraction(1, FPS)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
-
-
-def decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
 
 
 def pan_offsets(count: int, speed: int = PAN_SPEED) -> np.ndarray:
@@ -302,7 +281,7 @@ def run_setting(bench: Bench, clip: Path, setting: Setting) -> Run:
     result = run_job(bench.engine, request)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     (stored,) = workdir.glob(f"{ANALYSIS_PREFIX}*.npz")
-    frames = decode(output)
+    frames = decode_frames(output)
     return Run(
         setting, frames, VideoAnalysis.load(stored), result.frames / wall, result.frames / cpu
     )
@@ -310,15 +289,15 @@ def run_setting(bench: Bench, clip: Path, setting: Setting) -> Run:
 
 def reencode(frames: Sequence[np.ndarray], path: Path) -> list[np.ndarray]:
     """``frames`` encoded like a source clip, then re-encoded by the job's encoder."""
-    clip = encode_clip(frames, path.with_suffix(".src.mp4"))
+    clip = encode_frames(frames, path.with_suffix(".src.mp4"), FPS)
     video.swap_video([PassThrough()], clip, path, OutputOptions())
-    return decode(path)
+    return decode_frames(path)
 
 
 def job_encoded(frames: Sequence[np.ndarray], clip: Path, path: Path) -> list[np.ndarray]:
     """``frames`` (one per frame of ``clip``) encoded by the job's encoder."""
     video.swap_video([Replay(frames)], clip, path, OutputOptions())
-    return decode(path)
+    return decode_frames(path)
 
 
 # -- measures -----------------------------------------------------------------------------
@@ -590,14 +569,14 @@ def bench_pan(
     settings (the default and tracking off) run ``rounds`` times, alternately, and
     report their median fps: the fps target compares them on a machine others use."""
     offsets = pan_offsets(count, speed)
-    clip = encode_clip(pan_frames(photo, offsets), bench.tmp / "pan.mp4")
+    clip = encode_frames(pan_frames(photo, offsets), bench.tmp / "pan.mp4", FPS)
     run_setting(bench, clip, Setting(0.0, 4))  # warm: sessions, caches, the encoder
     speeds: dict[Setting, list[tuple[float, float]]] = {}
     for _ in range(rounds - 1):
         for setting in timed:
             run = run_setting(bench, clip, setting)
             speeds.setdefault(setting, []).append((run.fps_wall, run.fps_cpu))
-    source_frames = decode(clip)
+    source_frames = decode_frames(clip)
     regions = [grown(face.box) for face in photo_faces]
     matrices = [pan_matrix(int(offset)) for offset in offsets]
     source = pan_flicker(source_frames, offsets, regions)
@@ -665,7 +644,7 @@ def noisy_render(bench: Bench, frames, faces, offsets, sigma: float) -> list[np.
 
 
 def bench_turn(bench: Bench, photo, photo_faces, settings, count, default) -> list[dict]:
-    clip = encode_clip(turn_frames(photo, count), bench.tmp / "turn.mp4")
+    clip = encode_frames(turn_frames(photo, count), bench.tmp / "turn.mp4", FPS)
     rows = []
     for setting in settings:
         run = run_setting(bench, clip, setting)
@@ -683,7 +662,7 @@ def bench_turn(bench: Bench, photo, photo_faces, settings, count, default) -> li
 
 def bench_mouth(bench: Bench, full_photo, settings, count) -> list[dict]:
     scene, faces = mouth_scene(full_photo, bench.detect(full_photo))
-    clip = encode_clip(mouth_frames(scene, faces, count), bench.tmp / "mouth.mp4")
+    clip = encode_frames(mouth_frames(scene, faces, count), bench.tmp / "mouth.mp4", FPS)
     truth = mouth_truth(faces, count)
     offset = np.zeros(2)
     runs = [(setting, run_setting(bench, clip, setting)) for setting in settings]

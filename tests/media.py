@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -240,6 +241,22 @@ def make_animated_gif(
     ]
     images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
     return path
+
+
+def encode_frames(frames: Sequence[np.ndarray], path: str | Path, fps: int) -> Path:
+    """BGR frames as H.264 at ``fps``, no audio, as a camera or an editor would hand
+    them over (crf 18, yuv420p)."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+            frame.pts, frame.time_base = index, Fraction(1, fps)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return Path(path)
 
 
 def decode_frames(path: str | Path) -> list[np.ndarray]:

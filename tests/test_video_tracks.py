@@ -15,10 +15,8 @@ import json
 import shutil
 import subprocess
 import sys
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 import pytest
@@ -31,6 +29,7 @@ from engine.pipeline import FaceEngine
 from engine.tracking import VideoAnalysis
 from engine.tracking.identity import cosine_distances
 from tests.assets import REPO, T1, TOM_HANKS, load
+from tests.media import decode_frames, encode_frames
 from tests.standins.registry import install_standins
 
 FPS = 10
@@ -43,26 +42,6 @@ SAME = 2.0  # levels: the same swap, encoded in two jobs
 
 
 # -- media -------------------------------------------------------------------------------
-
-
-def write_clip(frames: list[np.ndarray], path: Path) -> Path:
-    """H.264 at FPS, no audio."""
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        for index, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
-            frame.pts, frame.time_base = index, Fraction(1, FPS)
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    return path
-
-
-def decode(path: Path) -> list[np.ndarray]:
-    with av.open(str(path)) as container:
-        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
 
 
 def box_diff(a: np.ndarray, b: np.ndarray, box: np.ndarray) -> float:
@@ -109,7 +88,7 @@ def pan_clip(path: Path, photo: np.ndarray, frames: int, speed: int) -> Path:
     """The window panning right by ``speed`` px a frame (faces move left)."""
     width, height = WINDOW
     images = [photo[TOP : TOP + height, x : x + width] for x in pan_offsets(frames, speed)]
-    return write_clip(images, path)
+    return encode_frames(images, path, FPS)
 
 
 def boxes_at(boxes: list[np.ndarray], offset: int) -> list[np.ndarray]:
@@ -170,7 +149,7 @@ def frame_distances(engine: FaceEngine, clip: Path, reference: np.ndarray) -> np
     the job's detector, the stand-in recognizer, cosine distance."""
     options = SwapOptions(selector="reference")
     distances = []
-    for frame in decode(clip):
+    for frame in decode_frames(clip):
         (face,) = engine.detect(frame, options, embed=True)
         distances.append(float(cosine_distances(face.embedding[None], reference)[0]))
     return np.array(distances)
@@ -181,8 +160,8 @@ def test_identity_lock_swaps_a_track_in_every_frame_or_in_none(tmp_path, recogni
     reference_path = tmp_path / "reference.png"
     cv2.imwrite(str(reference_path), lit_face(1.0))
     (reference,) = engine.detect(lit_face(1.0), SwapOptions(selector="reference"), embed=True)
-    near = write_clip([lit_face(g) for g in GAINS_NEAR], tmp_path / "near.mp4")
-    far = write_clip([lit_face(g) for g in GAINS_FAR], tmp_path / "far.mp4")
+    near = encode_frames([lit_face(g) for g in GAINS_NEAR], tmp_path / "near.mp4", FPS)
+    far = encode_frames([lit_face(g) for g in GAINS_FAR], tmp_path / "far.mp4", FPS)
     d_near = frame_distances(engine, near, reference.embedding)
     d_far = frame_distances(engine, far, reference.embedding)
     threshold = float(np.median(d_near) + np.median(d_far)) / 2
@@ -198,7 +177,7 @@ def test_identity_lock_swaps_a_track_in_every_frame_or_in_none(tmp_path, recogni
         (track,) = result.tracks  # one face, one track for the whole clip
         assert (track["first_frame"], track["last_frame"]) == (0, len(GAINS_NEAR) - 1)
         assert track["swapped"] is (name == "near")
-        outputs[name] = (result, decode(result.output), decode(clip))
+        outputs[name] = (result, decode_frames(result.output), decode_frames(clip))
     box = left_to_right(engine.detect(lit_face(1.0)))[0].box
 
     result, swapped, source = outputs["near"]
@@ -269,8 +248,8 @@ def test_face_map_on_a_video_keeps_each_tracks_source(
             sources,
             workdir=tmp_path / f"{name}-work",
         )
-        frames[name] = decode(results[name].output)
-    source = decode(pan10)
+        frames[name] = decode_frames(results[name].output)
+    source = decode_frames(pan10)
     assert results["both"].faces_swapped == len(source)
 
     # The result lists every track, the two mapped ones swapped with their sources.
@@ -399,7 +378,7 @@ def test_resumed_job_reuses_the_stored_analysis(tmp_path, engine, pan10, analysi
     assert len(calls) == 1
     stored, analysis = analysis_of(workdir)
     stamp = stored.stat().st_mtime_ns
-    frames = len(decode(pan10))
+    frames = len(decode_frames(pan10))
     assert len(first.tracks) == len(analysis.tracks) >= 4
     for track in first.tracks:
         assert set(track) == {"id", "first_frame", "last_frame", "frames", "swapped", "source"}
@@ -421,7 +400,7 @@ def test_resumed_job_reuses_the_stored_analysis(tmp_path, engine, pan10, analysi
     assert len(calls) == 1 and "analyse" not in stages and "swap" in stages
     assert stored.stat().st_mtime_ns == stamp
     assert second.tracks == first.tracks
-    for a, b in zip(decode(first.output), decode(second.output), strict=True):
+    for a, b in zip(decode_frames(first.output), decode_frames(second.output), strict=True):
         assert np.array_equal(a, b)
 
 
@@ -482,8 +461,8 @@ def test_split_path_segments_swap_what_the_stage_decided(tmp_path, engine, pan10
 
     whole = job(engine, pan10, tmp_path / "whole.mp4", raw)
     assert whole.tracks == summary["tracks"]
-    split_frames, whole_frames = decode(tmp_path / "split.mp4"), decode(whole.output)
-    assert len(split_frames) == len(whole_frames) == len(decode(pan10))
+    split_frames, whole_frames = decode_frames(tmp_path / "split.mp4"), decode_frames(whole.output)
+    assert len(split_frames) == len(whole_frames) == len(decode_frames(pan10))
     assert all(np.array_equal(a, b) for a, b in zip(split_frames, whole_frames, strict=True))
 
 
@@ -502,4 +481,4 @@ def test_tracking_starts_at_the_trim(tmp_path, engine, photo, mode):
     assert max(track["last_frame"] for track in result.tracks) == 14
     _, analysis = analysis_of(tmp_path / "work")
     assert list(analysis.frames) == list(range(5, 15))
-    assert len(decode(result.output)) == (20 if mode == "keep" else 10)
+    assert len(decode_frames(result.output)) == (20 if mode == "keep" else 10)
