@@ -1,9 +1,17 @@
-"""Filling the studio's Gradio form from Playwright, as a person would."""
+"""Driving the studio's page from Playwright: Debian's Chromium, and filling the Gradio
+form as a person would."""
 
 from __future__ import annotations
 
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SETTLE_MS = 600  # how long a typed number must hold before it counts as set
 TRIES = 3
+
+
+def launch_chromium(playwright):
+    """Headless Debian Chromium (``playwright`` is a started ``sync_playwright()``)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 def open_accordion(page, title: str) -> None:

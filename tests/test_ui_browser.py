@@ -15,25 +15,18 @@ from pathlib import Path
 import pytest
 
 from tests.assets import TOM_HANKS
+from tests.browser_form import CHROMIUM, launch_chromium
 from tests.live_studio import REPO, StudioProcess
 from tests.media import make_video
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "test-artifacts"
 
 pytestmark = [
     pytest.mark.timeout(300),
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian chromium is not installed"),
 ]
-
-
-def launch(playwright):
-    return playwright.chromium.launch(
-        executable_path=CHROMIUM,
-        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    )
 
 
 def job_rows(page):
@@ -56,7 +49,7 @@ def test_submit_watch_restart_reload_and_isolation(tmp_path):
     server = StudioProcess(data, []).start()
     try:
         with playwright_api.sync_playwright() as playwright:
-            browser = launch(playwright)
+            browser = launch_chromium(playwright)
             person = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
             page = person.new_page()
             page.goto(server.url)
@@ -159,7 +152,7 @@ def test_batch_actions_models_and_system_panels(tmp_path):
         cv2.imwrite(str(path), cv2.resize(image, (width, int(width * 886 / 1280))))
         targets.append(str(path))
     with StudioProcess(tmp_path / "data", []) as server, playwright_api.sync_playwright() as pw:
-        browser = launch(pw)
+        browser = launch_chromium(pw)
         page = browser.new_page(locale="en-US", viewport={"width": 1280, "height": 1000})
         page.on("dialog", lambda dialog: dialog.accept())
         page.goto(server.url)

@@ -31,14 +31,13 @@ import numpy as np
 import pytest
 
 from tests.assets import T1, TOM_HANKS
-from tests.browser_form import open_accordion, set_number
+from tests.browser_form import CHROMIUM, launch_chromium, open_accordion, set_number
 from tests.live_studio import StudioProcess
 from tests.media import make_video
 from tests.standins.maskers import make_occluder
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
 MODEL = "loop_occluder"
 MODEL_PATH = f"/{MODEL}.onnx"
 LICENCE = "MIT"
@@ -186,10 +185,7 @@ def loop(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        launched = launch_chromium(playwright)
         yield launched
         launched.close()
 

@@ -30,13 +30,12 @@ import numpy as np
 import pytest
 
 from tests.assets import TOM_HANKS
-from tests.browser_form import set_number
+from tests.browser_form import CHROMIUM, launch_chromium, set_number
 from tests.live_studio import StudioProcess
 from tests.media import t1
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
 WIDTH, HEIGHT, FPS, FRAMES = 480, 272, 10, 30
 B_ENTERS = 10  # face B's first frame with any of it in view
 B_IN_VIEW = 24  # and its first frame fully in view
@@ -122,10 +121,7 @@ def studio(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        launched = launch_chromium(playwright)
         yield launched
         launched.close()
 
