@@ -18,6 +18,16 @@ def open_accordion(page, title: str) -> None:
     page.locator("button", has_text=title).first.click()
 
 
+def open_page(browser, url: str, locale: str = "en-US"):
+    """A fresh browser context (a new visitor) on the studio's page, once it is ready:
+    ``(context, page)``; close the context when done."""
+    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("#fs-submit", timeout=30_000)
+    return context, page
+
+
 def set_number(page, selector: str, value: float) -> None:
     """Type ``value`` into a slider's or number's box and leave it.
 

@@ -2,6 +2,7 @@
 
 Servers and processes: ``redis_server`` (a fresh redis-server per test),
 ``rabbitmq_server`` (one RabbitMQ node per module). Data: ``data_dir``.
+Browser: ``browser`` (headless Debian Chromium, one per module).
 Images, media and models: ``t1``, ``sessions``, ``engine``, ``media`` (the
 three-segment set of the ZeroGPU tests). Schedulers: ``start`` and
 ``scheduler`` run real worker processes; ``start_inline``, ``fake_clock`` and
@@ -26,6 +27,21 @@ from tests.assets import T1, load
 from tests.doubles import FakeClock, fast_store, inline_scheduler
 from tests.rabbitmq_server import RabbitMQServer, rabbitmq_installed, running_rabbitmq
 from tests.redis_server import RedisServer, running_redis
+
+# -- browser --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium through Playwright, one per test module."""
+    from tests.browser_form import launch_chromium
+
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        launched = launch_chromium(playwright)
+        yield launched
+        launched.close()
+
 
 # -- servers --------------------------------------------------------------------------------
 

@@ -31,12 +31,12 @@ import numpy as np
 import pytest
 
 from tests.assets import T1, TOM_HANKS
-from tests.browser_form import CHROMIUM, launch_chromium, open_accordion, set_number
+from tests.browser_form import CHROMIUM, open_accordion, open_page, set_number
 from tests.live_studio import StudioProcess
 from tests.media import make_video
 from tests.standins.maskers import make_occluder
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 MODEL = "loop_occluder"
 MODEL_PATH = f"/{MODEL}.onnx"
@@ -182,20 +182,9 @@ def loop(tmp_path_factory):
     models.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
 def page(loop, browser):
-    context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 1000})
-    opened = context.new_page()
-    opened.goto(loop.url)
-    opened.wait_for_selector("#fs-submit", timeout=30_000)
+    context, opened = open_page(browser, loop.url)
     yield opened
     context.close()
 

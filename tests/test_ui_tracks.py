@@ -30,11 +30,11 @@ import numpy as np
 import pytest
 
 from tests.assets import TOM_HANKS
-from tests.browser_form import CHROMIUM, launch_chromium, set_number
+from tests.browser_form import CHROMIUM, open_page, set_number
 from tests.live_studio import StudioProcess
 from tests.media import t1
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 WIDTH, HEIGHT, FPS, FRAMES = 480, 272, 10, 30
 B_ENTERS = 10  # face B's first frame with any of it in view
@@ -116,22 +116,6 @@ def studio(tmp_path_factory):
     process = StudioProcess(tmp_path_factory.mktemp("ui-tracks") / "data").start()
     yield process
     process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        launched = launch_chromium(playwright)
-        yield launched
-        launched.close()
-
-
-def open_page(browser, url: str, locale: str = "en-US"):
-    context = browser.new_context(locale=locale, viewport={"width": 1280, "height": 1000})
-    page = context.new_page()
-    page.goto(url)
-    page.wait_for_selector("#fs-submit", timeout=30_000)
-    return context, page
 
 
 @pytest.fixture
