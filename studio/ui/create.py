@@ -530,8 +530,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
             return gr.skip(), gr.skip(), "⚠️ " + html.escape(exc.message), gr.skip()
         boxes = ordered_boxes(found)[:MAX_GALLERY_FACES]
         same_frame = span.first == faces.first_frame and not faces.by_track
-        faces = dataclasses.replace(
-            faces,
+        faces = faces.changed(
             boxes=boxes,
             thumbs=[jpeg_data_uri(face_thumbnail(image, box)) for box in boxes],
             details=age_gender_details(found)[:MAX_GALLERY_FACES],
@@ -601,9 +600,9 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         if faces.by_track:
             known = [card.track_id for card in faces.tracks]
             picked = target_state.kept_choices(chosen, known, len(files or []))
-            return dataclasses.replace(faces, track_assigned=picked)
+            return faces.changed(track_assigned=picked)
         picked = target_state.kept_choices(chosen, range(len(faces.boxes)), len(files or []))
-        return dataclasses.replace(faces, assigned=picked)
+        return faces.changed(assigned=picked)
 
     def pick_reference(
         faces: TargetFaces,
@@ -620,12 +619,12 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         if faces.by_track:
             if index not in {card.track_id for card in faces.tracks}:
                 return nothing
-            faces = dataclasses.replace(faces, picked_track=index)
+            faces = faces.changed(picked_track=index)
             note = text(lang, "msg_reference_track", index=index)
         else:
             if not 0 <= index < len(faces.boxes):
                 return nothing
-            faces = dataclasses.replace(faces, picked=index)
+            faces = faces.changed(picked=index)
             note = text(lang, "msg_reference", index=index)
         return faces, "reference", note, _cards(faces, files or [], lang)
 
@@ -641,7 +640,7 @@ def build_create_tab(studio: Studio, tabs: gr.Tabs) -> CreateTab:
         *values,  # the option_inputs, in OPTION_NAMES order
     ):
         tab = getattr(request, "session_hash", None) or "-"
-        ticket = await debouncer.settle(tab)
+        ticket = await debouncer.settle(tab, faces.revision)
         if ticket is None:
             log.debug("preview of tab %s: a newer change will answer", tab)
             return gr.skip(), gr.skip()  # a newer change will answer

@@ -35,29 +35,42 @@ BUSY_RETRIES = 20  # the preview slots are busy: retry this often, a second apar
 
 
 class Debouncer:
-    """The newest change per browser tab: older ones give way to it."""
+    """The newest change per browser tab: older ones give way to it.
+
+    Changes are ranked by the revision of the face choices they carry
+    (``TargetFaces.revision``), then by arrival: two previews chained to two quick
+    face assignments can reach the server in either order, and the one made from
+    older choices must not replace the other."""
 
     def __init__(self, seconds: float = DEBOUNCE_SECONDS, tabs: int = MAX_TABS) -> None:
         self.seconds = seconds
         self.tabs = tabs
-        self._newest: OrderedDict[str, int] = OrderedDict()
+        self._newest: OrderedDict[str, tuple[int, int]] = OrderedDict()  # (ticket, revision)
         self._lock = threading.Lock()
 
-    def ticket(self, tab: str) -> int:
+    def ticket(self, tab: str, revision: int = 0) -> int | None:
+        """A number for this change, or None when the tab has seen newer choices."""
         with self._lock:
-            number = self._newest.pop(tab, 0) + 1
-            self._newest[tab] = number
+            number, newest_revision = self._newest.pop(tab, (0, revision))
+            if revision < newest_revision:
+                self._newest[tab] = (number, newest_revision)
+                return None
+            self._newest[tab] = (number + 1, revision)
             while len(self._newest) > self.tabs:
                 self._newest.popitem(last=False)
-            return number
+            return number + 1
 
     def current(self, tab: str, number: int) -> bool:
         with self._lock:
-            return self._newest.get(tab) == number
+            newest = self._newest.get(tab)
+            return newest is not None and newest[0] == number
 
-    async def settle(self, tab: str) -> int | None:
-        """A ticket for this change, or None if a newer one came during the quiet time."""
-        number = self.ticket(tab)
+    async def settle(self, tab: str, revision: int = 0) -> int | None:
+        """A ticket for this change, or None if a newer one came during the quiet time
+        (or had already come, from newer face choices)."""
+        number = self.ticket(tab, revision)
+        if number is None:
+            return None
         await asyncio.sleep(self.seconds)
         return number if self.current(tab, number) else None
 

@@ -5,6 +5,7 @@ each; and the steps that turn those choices into a submission's ``face_map``."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from studio.ui import live_preview
 from studio.ui import tracks as video_tracks
 
 MAX_CARDS = 24  # faces (or tracks) the page shows and takes choices for
+_REVISIONS = itertools.count(1)  # every state the page is given has a newer number
 
 
 @dataclasses.dataclass
@@ -43,6 +45,13 @@ class TargetFaces:
     tracks_key: str | None = None
     track_assigned: dict[int, int] = dataclasses.field(default_factory=dict)  # track → source
     picked_track: int | None = None
+    # Which state is newer: events that change it run one at a time, but the previews
+    # they chain can reach the server in either order (``live_preview.Debouncer``).
+    revision: int = dataclasses.field(default_factory=lambda: next(_REVISIONS))
+
+    def changed(self, **fields: Any) -> TargetFaces:
+        """A copy with ``fields`` replaced and a newer revision."""
+        return dataclasses.replace(self, revision=next(_REVISIONS), **fields)
 
     @property
     def by_track(self) -> bool:
@@ -159,8 +168,7 @@ def with_tracks(
     elif faces.by_track:
         carried, picked_track = dict(faces.track_assigned), faces.picked_track
     listed = {card.track_id for card in found.cards}
-    return dataclasses.replace(
-        faces,
+    return faces.changed(
         trim=trim,
         tracks=found.cards,
         tracks_key=found.key,
